@@ -1,0 +1,117 @@
+"""Checkpoint files: atomic save, safe load, and the two formats animegan writes.
+
+- Training state (`last.pt`, `epoch_XXX.pt`): everything needed to continue a run exactly:
+  both networks, both optimizers, epoch/step counters, RNG states, fixed noise, config.
+- Generator export (`generator.pt`): generator weights plus the model config; all that
+  `animegan-sample` needs.
+
+Both hold only tensors, numbers, strings, lists and dicts, so they load with
+`torch.load(weights_only=True)`: a checkpoint from the internet cannot run code.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any, Dict
+
+import torch
+
+from animegan.errors import AnimeganError
+from animegan.files import atomic_replace
+
+TRAINING_FORMAT = "animegan-training-state"
+GENERATOR_FORMAT = "animegan-generator"
+FORMAT_VERSION = 1
+
+
+def save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
+    """Write `obj` to `path` atomically: the previous file survives any crash mid-write."""
+    with atomic_replace(Path(path)) as tmp:
+        torch.save(obj, tmp)
+
+
+def load_checkpoint(path: Path) -> Dict[str, Any]:
+    """Load an animegan checkpoint of either format onto the CPU, refusing anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise AnimeganError(f"checkpoint not found: {path} (check the path; training writes <run>/checkpoints/last.pt)")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise AnimeganError(
+            f"{path} holds objects other than tensors and plain data; it was not written by animegan "
+            "and is not loaded, since such a file could run code"
+        ) from None
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise AnimeganError(f"{path} is not a readable PyTorch checkpoint (truncated or another file type: {reason})") from None
+    fmt = obj.get("format") if isinstance(obj, dict) else None
+    if fmt not in (TRAINING_FORMAT, GENERATOR_FORMAT):
+        raise AnimeganError(
+            f"{path} is a PyTorch file but not an animegan checkpoint (no animegan 'format' field); "
+            "use a last.pt or generator.pt written by animegan-train"
+        )
+    if int(obj.get("version", 0)) > FORMAT_VERSION:
+        raise AnimeganError(
+            f"{path} has checkpoint format version {obj['version']}, newer than this animegan "
+            f"understands ({FORMAT_VERSION}); upgrade animegan"
+        )
+    return obj
+
+
+def training_state(
+    *, generator, discriminator, opt_g, opt_d, epoch: int, step: int, step_in_epoch: int,
+    loop_rng: torch.Generator, fixed_noise: torch.Tensor, config: dict,
+) -> Dict[str, Any]:
+    """Everything a resumed run needs to continue bit-for-bit where this one stopped."""
+    rng = {"torch_cpu": torch.get_rng_state(), "loop": loop_rng.get_state(), "loop_device": str(loop_rng.device)}
+    if torch.cuda.is_available():
+        rng["torch_cuda"] = torch.cuda.get_rng_state_all()
+    return {
+        "format": TRAINING_FORMAT,
+        "version": FORMAT_VERSION,
+        "epoch": epoch,  # epochs fully completed
+        "step": step,  # optimiser steps (batches) done in total
+        "step_in_epoch": step_in_epoch,  # batches already done in the epoch after `epoch`
+        "generator": generator.state_dict(),
+        "discriminator": discriminator.state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "rng": rng,
+        "fixed_noise": fixed_noise.detach().cpu(),
+        "config": config,
+    }
+
+
+def restore_rng(state: Dict[str, Any], loop_rng: torch.Generator) -> None:
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch_cpu"])
+    if rng.get("loop_device") == str(loop_rng.device):
+        loop_rng.set_state(rng["loop"])
+    # A run moved between CPU and CUDA cannot replay the same random stream; it continues
+    # with a freshly seeded one (the weights and optimiser moments are still exact).
+    if "torch_cuda" in rng and torch.cuda.is_available() and len(rng["torch_cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["torch_cuda"])
+
+
+def generator_export(generator, model_config: dict, *, epochs: int, config: dict) -> Dict[str, Any]:
+    """Generator weights (fp32, CPU, contiguous) plus what is needed to rebuild it."""
+    weights = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.cpu()
+               for k, v in generator.state_dict().items()}
+    return {
+        "format": GENERATOR_FORMAT,
+        "version": FORMAT_VERSION,
+        "model": dict(model_config),
+        "state_dict": weights,
+        "epochs": epochs,
+        "config": config,
+    }
+
+
+def generator_weights(ckpt: Dict[str, Any]):
+    """(model config dict, generator state_dict) from either checkpoint format."""
+    if ckpt["format"] == GENERATOR_FORMAT:
+        return ckpt["model"], ckpt["state_dict"]
+    return ckpt["config"]["model"], ckpt["generator"]

@@ -1,0 +1,76 @@
+"""`animegan-sample`: draw a grid of new faces from a trained generator."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from animegan.cli import fail
+from animegan.errors import AnimeganError
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="animegan-sample", description="Draw new faces from a trained animegan generator.")
+    p.add_argument("--ckpt", required=True,
+                   help="generator.pt or a training checkpoint (last.pt); a bare name is also looked up in ./checkpoints/")
+    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--out", type=Path, default=None,
+                   help="PNG grid to write (default: beside the checkpoint, <name>-n<N>-seed<S>.png)")
+    p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same faces")
+    p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square-ish)")
+    p.add_argument("--save-individual", type=Path, default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--batch", type=int, default=256, help="images generated at a time (bounds memory)")
+    return p.parse_args(argv)
+
+
+def resolve_checkpoint(name: str) -> Path:
+    path = Path(name).expanduser()
+    if not path.exists() and path.parent == Path("."):
+        for candidate in (Path("checkpoints") / name, Path("checkpoints") / f"{name}.pt"):
+            if candidate.is_file():
+                return candidate
+    return path
+
+
+def main(argv=None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except AnimeganError as exc:
+        fail("animegan-sample", exc)
+
+
+def run(args) -> None:
+    started = time.perf_counter()
+    if args.n < 1 or args.batch < 1 or (args.nrow is not None and args.nrow < 1):
+        raise AnimeganError("--n, --batch and --nrow must be >= 1")
+    import torch
+    from PIL import Image
+    from torchvision.utils import make_grid
+
+    from animegan.run import select_device
+    from animegan.sampling import generate, load_generator
+
+    ckpt = resolve_checkpoint(args.ckpt)
+    device = select_device(args.device)
+    generator = load_generator(ckpt, device)
+    out = args.out or ckpt.with_name(f"{ckpt.stem}-n{args.n}-seed{args.seed}.png")
+    if args.save_individual:
+        args.save_individual.mkdir(parents=True, exist_ok=True)
+    chunks, index = [], 0
+    for images in generate(generator, args.n, seed=args.seed, chunk=args.batch):
+        chunks.append(images)
+        for image in images if args.save_individual else ():
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(args.save_individual / f"{index:06d}.png")
+            index += 1
+    images = torch.cat(chunks)
+    nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
+    grid = make_grid(images, nrow=nrow, padding=2).permute(1, 2, 0).numpy()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    print(f"wrote {out} ({args.n} images, {time.perf_counter() - started:.2f}s)")
+    if args.save_individual:
+        print(f"wrote {args.n} images to {args.save_individual}/")

@@ -1,0 +1,203 @@
+"""Dataclass schemas of every config group, and the check that runs before any work.
+
+Hydra composes plain YAML (configs/); `validate` merges the result into these schemas,
+so an unknown key or a wrong type is caught here, then checks each value's range. Every
+problem becomes one AnimeganError line naming the key and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from animegan.errors import AnimeganError
+
+IMAGE_SIZES = (16, 32, 64, 128, 256)  # powers of two a DCGAN stack can make from 4x4
+DATASET_KINDS = ("synthetic", "folder")
+OPTIMIZERS = ("adam", "sgd", "rmsprop")
+LOSSES = ("bce",)
+DEVICES = ("auto", "cpu", "cuda")
+PRECISIONS = ("auto", "fp32", "bf16")
+TRISTATE = ("auto", "true", "false")
+
+
+@dataclass
+class DatasetConfig:
+    name: str = "synthetic"
+    kind: str = "synthetic"  # synthetic | folder
+    root: Optional[str] = None  # folder datasets: where the images are
+    num_images: int = 12000  # synthetic only: how many faces to draw
+    flip: bool = True  # random horizontal flip, applied to each batch
+    source: str = ""  # folder presets: how to obtain the data (shown when it is missing)
+
+
+@dataclass
+class ModelConfig:
+    name: str = "dcgan64"
+    image_size: int = 64
+    nz: int = 100
+    ngf: int = 64
+    ndf: int = 64
+    d_dropout: float = 0.0
+    leaky_slope: float = 0.2
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "adam"
+    lr: float = 2e-4
+    lr_g: Optional[float] = None  # generator lr; None = lr
+    lr_d: Optional[float] = None  # discriminator lr; None = lr
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only
+    momentum: float = 0.0  # sgd / rmsprop only
+    weight_decay: float = 0.0
+
+
+@dataclass
+class LossConfig:
+    name: str = "bce"
+
+
+@dataclass
+class LoopConfig:
+    d_steps: int = 1
+    g_steps: int = 1
+    log_every: int = 25
+    precision: str = "auto"
+    channels_last: str = "auto"
+
+
+@dataclass
+class OutputConfig:
+    sample_every: int = 1
+    n_samples: int = 64
+    nrow: int = 8
+
+
+@dataclass
+class CheckpointConfig:
+    keep_every: int = 0
+    every_n_steps: int = 0
+    export: str = "generator.pt"
+
+
+@dataclass
+class TrainConfig:
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: LoopConfig = field(default_factory=LoopConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    epochs: int = 8
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+    resume: Optional[str] = None
+
+
+def validate(cfg: Any) -> TrainConfig:
+    """Check a composed config (DictConfig or dict) and return it as a TrainConfig."""
+    raw = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
+        conf: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise AnimeganError(_describe_omegaconf_error(exc)) from None
+    _check_values(conf)
+    return conf
+
+
+def to_dict(conf: TrainConfig) -> dict:
+    """Plain nested dict (only str/int/float/bool/None/list): safe for weights_only loads."""
+    return OmegaConf.to_container(OmegaConf.structured(conf), resolve=True)  # type: ignore[return-value]
+
+
+def _describe_omegaconf_error(exc: OmegaConfBaseException) -> str:
+    key = getattr(exc, "full_key", None) or "?"
+    first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if "not in" in first_line and "Key" in first_line:
+        parent, _, leaf = key.rpartition(".")
+        node = TrainConfig() if not parent else _schema_node(parent)
+        known = ", ".join(sorted(vars(node))) if node is not None else "see configs/"
+        return f"config key '{key}' is unknown; keys allowed there: {known}"
+    if "MISSING" in first_line or "Missing mandatory value" in first_line:
+        return f"config key '{key}' must be set (e.g. {key}=...)"
+    return f"config key '{key}' has a wrong type: {first_line}"
+
+
+def _schema_node(path: str) -> Any:
+    node: Any = TrainConfig()
+    for part in path.split("."):
+        node = getattr(node, part, None)
+        if node is None or not hasattr(node, "__dataclass_fields__"):
+            return None
+    return node
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    if not ok:
+        raise AnimeganError(f"config key '{key}' = {value!r} is invalid: {allowed}")
+
+
+def _check_values(c: TrainConfig) -> None:
+    ge1 = "must be an integer >= 1"
+    _require(c.epochs >= 1, "epochs", c.epochs, ge1)
+    _require(c.batch_size >= 1, "batch_size", c.batch_size, ge1)
+    _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
+    _require(c.device in DEVICES, "device", c.device, f"allowed: {', '.join(DEVICES)}")
+
+    d = c.dataset
+    _require(d.kind in DATASET_KINDS, "dataset.kind", d.kind, f"allowed: {', '.join(DATASET_KINDS)}")
+    if d.kind == "synthetic":
+        _require(d.num_images >= 1, "dataset.num_images", d.num_images, ge1)
+    if d.kind == "folder":
+        _require(bool(d.root), "dataset.root", d.root, "set it to the folder of images: dataset.root=/path/to/images")
+
+    m = c.model
+    sizes = ", ".join(map(str, IMAGE_SIZES))
+    _require(m.image_size in IMAGE_SIZES, "model.image_size", m.image_size, f"a DCGAN makes {sizes}")
+    for key in ("nz", "ngf", "ndf"):
+        _require(getattr(m, key) >= 1, f"model.{key}", getattr(m, key), ge1)
+    _require(0.0 <= m.d_dropout < 1.0, "model.d_dropout", m.d_dropout, "must be in [0, 1)")
+    _require(0.0 <= m.leaky_slope < 1.0, "model.leaky_slope", m.leaky_slope, "must be in [0, 1)")
+
+    o = c.optimizer
+    _require(o.name in OPTIMIZERS, "optimizer.name", o.name, f"allowed: {', '.join(OPTIMIZERS)}")
+    for key in ("lr", "lr_g", "lr_d"):
+        value = getattr(o, key)
+        _require(value is None or value > 0, f"optimizer.{key}", value, "must be a number > 0")
+    _require(
+        len(o.betas) == 2 and all(0.0 <= b < 1.0 for b in o.betas),
+        "optimizer.betas", list(o.betas), "must be two numbers in [0, 1), e.g. [0.5, 0.999]",
+    )
+    _require(o.momentum >= 0, "optimizer.momentum", o.momentum, "must be >= 0")
+    _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
+
+    _require(c.loss.name in LOSSES, "loss.name", c.loss.name, f"allowed: {', '.join(LOSSES)}")
+
+    t = c.train
+    _require(t.d_steps >= 1, "train.d_steps", t.d_steps, ge1)
+    _require(t.g_steps >= 1, "train.g_steps", t.g_steps, ge1)
+    _require(t.log_every >= 1, "train.log_every", t.log_every, ge1)
+    _require(t.precision in PRECISIONS, "train.precision", t.precision, f"allowed: {', '.join(PRECISIONS)}")
+    _require(
+        str(t.channels_last).lower() in TRISTATE, "train.channels_last", t.channels_last, "allowed: auto, true, false"
+    )
+
+    out = c.output
+    _require(out.sample_every >= 0, "output.sample_every", out.sample_every, "must be >= 0 (0: no grids)")
+    _require(out.n_samples >= 1, "output.n_samples", out.n_samples, ge1)
+    _require(out.nrow >= 1, "output.nrow", out.nrow, ge1)
+
+    k = c.checkpoint
+    _require(k.keep_every >= 0, "checkpoint.keep_every", k.keep_every, "must be >= 0 (0: off)")
+    _require(k.every_n_steps >= 0, "checkpoint.every_n_steps", k.every_n_steps, "must be >= 0 (0: off)")
+    _require(
+        bool(k.export) and "/" not in k.export and k.export.endswith(".pt"),
+        "checkpoint.export", k.export, "a file name ending in .pt (written in <run>/checkpoints/)",
+    )

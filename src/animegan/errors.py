@@ -1,0 +1,9 @@
+"""The one exception type that reaches the user as a single line instead of a traceback."""
+
+
+class AnimeganError(Exception):
+    """A problem the user can fix (bad config, missing folder, foreign checkpoint...).
+
+    The message is one line that says what is wrong and what to do. Entry points print
+    it as ``animegan-<cmd>: error: <message>`` and exit with status 2.
+    """
