@@ -12,7 +12,6 @@ Both hold only tensors, numbers, strings, lists and dicts, so they load with
 from __future__ import annotations
 
 import pickle
-import zipfile
 from pathlib import Path
 from typing import Any, Dict
 
@@ -39,12 +38,14 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
         raise AnimeganError(f"checkpoint not found: {path} (check the path; training writes <run>/checkpoints/last.pt)")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise AnimeganError(
-            f"{path} holds objects other than tensors and plain data; it was not written by animegan "
-            "and is not loaded, since such a file could run code"
-        ) from None
-    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+    except pickle.UnpicklingError as exc:
+        if "GLOBAL" in str(exc):  # a class or function reference: the safe loader refuses it
+            raise AnimeganError(
+                f"{path} holds objects other than tensors and plain data; it was not written by animegan "
+                "and is not loaded, since such a file could run code"
+            ) from None
+        raise AnimeganError(f"{path} is not a readable PyTorch checkpoint (a plain pickle or another file type)") from None
+    except Exception as exc:  # torch.load raises many types for files of other kinds
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AnimeganError(f"{path} is not a readable PyTorch checkpoint (truncated or another file type: {reason})") from None
     fmt = obj.get("format") if isinstance(obj, dict) else None

@@ -57,9 +57,9 @@ def train(
     def train_step(real: torch.Tensor) -> torch.Tensor:
         # One generator forward serves the first D update (detached) and the first G update.
         with autocast:
-            fake = generator(noise())
+            fake_with_grad = fake = generator(noise())
         for i in range(d_steps):
-            if i > 0:
+            if i > 0:  # extra D updates (e.g. WGAN's n_critic) see fresh fakes
                 with torch.no_grad(), autocast:
                     fake = generator(noise())
             opt_d.zero_grad(set_to_none=True)
@@ -73,6 +73,7 @@ def train(
 
         # G's updates need gradients through D's input, not D's weights: skip computing those.
         discriminator.requires_grad_(False)
+        fake = fake_with_grad
         for j in range(g_steps):
             if j > 0:
                 with autocast:

@@ -23,6 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from animegan.checkpoint import TRAINING_FORMAT, load_checkpoint
 from animegan.cli import fail
+from animegan.cli.local_configs import register_local_configs
 from animegan.config import TrainConfig, validate
 from animegan.errors import AnimeganError
 
@@ -33,6 +34,7 @@ NOT_REAPPLIED = ("resume", "hydra", "experiment")  # override keys not re-applie
 
 def main() -> None:
     argv = sys.argv[1:]
+    register_local_configs()
     try:
         extra = preflight(argv)
     except AnimeganError as exc:
@@ -92,6 +94,7 @@ def preflight(argv: List[str]) -> List[str]:
 def compose_config(overrides: List[str]) -> DictConfig:
     """Compose the config Hydra would give the job, turning composition errors into one line."""
     user_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    register_local_configs()
     try:
         with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
             return compose(config_name="train", overrides=user_overrides)

@@ -1,92 +1,211 @@
-"""Read a folder tree of images into one uint8 tensor, resized and centre-cropped.
+"""Find the image files of a folder tree, and turn one file into one training image.
 
-Undecodable files are skipped and counted, never fatal; a missing folder or one with
-nothing usable gives one clear error.
+`list_images` walks the tree; `decode_file` reads a single file and returns either a
+uint8 array [3, size, size] or the reason it cannot be used. A broken file is never
+fatal: every failure becomes a reason that the preparation counts (see cache.py), and
+odd but usable files (alpha, palette, grayscale, 16-bit, CMYK, animated) are converted
+and kept with a note. This module imports no torch: it runs in the decoding workers.
 """
 
 from __future__ import annotations
 
-import logging
+import hashlib
+import io
+import os
 import warnings
-from collections import Counter
-from pathlib import Path
-from typing import List, Optional, Tuple
+from dataclasses import dataclass
+from typing import Iterable, List, NamedTuple, Optional, Tuple
 
 import numpy as np
-import torch
-from PIL import Image, ImageFile
-from tqdm import tqdm
+from PIL import Image, UnidentifiedImageError
 
 from animegan.errors import AnimeganError
 
-log = logging.getLogger(__name__)
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+CACHE_FOLDER = ".animegan-cache"  # the default cache, inside the dataset root
+BACKGROUND = (255, 255, 255)  # transparent pixels become white: anime crops sit on white
+FILTERS = {
+    "lanczos": Image.Resampling.LANCZOS, "bicubic": Image.Resampling.BICUBIC, "hamming": Image.Resampling.HAMMING,
+    "bilinear": Image.Resampling.BILINEAR, "box": Image.Resampling.BOX,
+}  # all anti-aliased when shrinking (Pillow widens the kernel); NEAREST is left out on purpose
 
-EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# Reasons a file is dropped, as counted in the manifest and the summary table.
+EMPTY, MISSING, DENIED, READ_ERROR = "empty file", "broken link or vanished", "permission denied", "read error"
+NOT_IMAGE, CORRUPT, BOMB, TOO_SMALL = "not an image", "truncated or corrupt", "decompression bomb", "too small"
 
 
-def list_images(root: Path) -> List[Path]:
-    """Image files below `root` (recursively, any nesting), in a stable sorted order."""
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in EXTENSIONS and p.is_file())
+class ImageFile(NamedTuple):
+    rel: str  # path relative to the root (str; may hold surrogates for non-UTF-8 names)
+    size: int
+    mtime_ns: int
 
 
-def load_image(path: Path, size: int) -> Tuple[Optional[np.ndarray], str]:
-    """(uint8 array [size, size, 3], "") or (None, reason) for a file that cannot be used."""
+@dataclass(frozen=True)
+class DecodeSpec:
+    """How every file becomes a training image (part of the cache key)."""
+
+    size: int
+    crop: str = "center"  # center: the central square | resize: the whole image, squashed
+    resize_filter: str = "lanczos"
+    min_size: int = 0  # drop images whose short side (before resizing) is below this
+    content_hash: bool = True  # return a hash of the file bytes (exact-duplicate removal)
+    perceptual_hash: bool = False  # return a 64-bit dHash of the result (near-duplicates)
+
+
+class Decoded(NamedTuple):
+    image: Optional[np.ndarray]  # uint8 [3, size, size], or None when dropped
+    reason: str  # why it was dropped ("" when kept)
+    notes: Tuple[str, ...]  # conversions applied to a kept image, e.g. ("grayscale",)
+    content_hash: bytes
+    dhash: int
+
+
+def list_images(root: str, exclude: Iterable[str] = ()) -> Tuple[List[ImageFile], int]:
+    """(image files below `root` sorted by relative path, number of other files ignored).
+
+    Hidden folders (the .animegan-cache, .git, ...) and the folders in `exclude` are
+    skipped. Symlinks to files are listed even when broken, so that they are counted as
+    dropped rather than silently missing; symlinked folders are not followed (no cycles).
+    """
+    skip = {os.path.realpath(p) for p in exclude}
+    found: List[ImageFile] = []
+    ignored = 0
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            entries = list(os.scandir(os.path.join(root, rel_dir)))
+        except OSError:
+            if not rel_dir:
+                raise
+            ignored += 1  # an unreadable subfolder: its files cannot be counted one by one
+            continue
+        for entry in entries:
+            rel = os.path.join(rel_dir, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                if not entry.name.startswith(".") and os.path.realpath(entry.path) not in skip:
+                    stack.append(rel)
+            elif os.path.splitext(entry.name)[1].lower() not in EXTENSIONS:
+                ignored += 1
+            elif entry.is_file() or entry.is_symlink():
+                try:
+                    st = entry.stat()
+                except OSError:  # broken link: its own stat still identifies it
+                    st = entry.stat(follow_symlinks=False)
+                found.append(ImageFile(rel, st.st_size, st.st_mtime_ns))
+    found.sort(key=lambda f: os.fsencode(f.rel))  # byte order: stable for any file name
+    return found, ignored
+
+
+def check_root(root: str, name: str, source: str) -> str:
+    """The absolute dataset folder, or one clear error naming the preset and how to get it."""
+    path = os.path.abspath(os.path.expanduser(root))
+    how = source or "pass dataset.root=/path/to/images"
+    if not os.path.isdir(path):
+        raise AnimeganError(f"dataset '{name}': folder not found: {path}; {how}")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise AnimeganError(f"dataset '{name}': folder {path} is not readable")
+    return path
+
+
+def decode_file(path: str, spec: DecodeSpec) -> Decoded:
+    """Read and convert one file; never raises for a bad file."""
+    try:
+        data = _read_bytes(path)
+    except FileNotFoundError:
+        return _dropped(MISSING)
+    except PermissionError:
+        return _dropped(DENIED)
+    except OSError:
+        return _dropped(READ_ERROR)
+    if not data:
+        return _dropped(EMPTY)
+    digest = hashlib.blake2b(data, digest_size=16).digest() if spec.content_hash else b""
     try:
         with warnings.catch_warnings():
+            # Pillow warns above MAX_IMAGE_PIXELS and raises above twice that; both are skipped.
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                im.draft("RGB", (size, size))  # JPEG: decode at a reduced scale when it is large
-                im = _to_rgb(im)
-                im = _resize_center_crop(im, size)
-                return np.asarray(im, dtype=np.uint8), ""
+            with Image.open(io.BytesIO(data)) as im:
+                if min(im.size) < spec.min_size:
+                    return _dropped(TOO_SMALL)
+                notes = _notes(im, spec.size)
+                if im.format == "JPEG":
+                    im.draft(im.mode, (spec.size, spec.size))  # DCT-domain downscale, never below size
+                im.load()
+                out = _resize(_to_rgb(im), spec)
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        return None, "decompression bomb"
-    except Exception as exc:  # PIL raises many types for broken files; none may stop a run
-        return None, f"undecodable ({type(exc).__name__})"
+        return _dropped(BOMB)
+    except UnidentifiedImageError:
+        return _dropped(NOT_IMAGE)
+    except Exception:  # truncated data, bad chunks, codec errors: Pillow raises many types
+        return _dropped(CORRUPT)
+    arr = np.asarray(out, dtype=np.uint8)
+    dhash = _dhash(out) if spec.perceptual_hash else 0
+    return Decoded(np.ascontiguousarray(arr.transpose(2, 0, 1)), "", notes, digest, dhash)
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:  # one read: the bytes serve both the hash and the decoder
+        return f.read()
+
+
+def _dropped(reason: str) -> Decoded:
+    return Decoded(None, reason, (), b"", 0)
+
+
+def _notes(im: Image.Image, size: int) -> Tuple[str, ...]:
+    notes = []
+    if getattr(im, "n_frames", 1) > 1:
+        notes.append("animated (first frame)")  # Image.open stands on frame 0
+    mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        notes.append("alpha composited")
+    if mode in ("P", "PA"):
+        notes.append("palette")
+    elif mode.startswith("I") or mode == "F":
+        notes.append("16-bit")
+    elif mode in ("L", "LA", "1"):
+        notes.append("grayscale")
+    elif mode == "CMYK":
+        notes.append("CMYK")
+    if min(im.size) < size:
+        notes.append("upscaled")
+    return tuple(notes)
 
 
 def _to_rgb(im: Image.Image) -> Image.Image:
-    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-        im = im.convert("RGBA")
-        background = Image.new("RGBA", im.size, (255, 255, 255, 255))  # transparent -> white
-        return Image.alpha_composite(background, im).convert("RGB")
-    return im.convert("RGB")
+    mode = im.mode
+    if mode.startswith("I") or mode == "F":
+        # 16-bit (or 32-bit) grayscale: a plain convert("L") clips at 255 and gives white
+        # garbage. PNG is the only format here that yields these modes, and its samples
+        # span 0..65535, so scale that range onto 0..255.
+        arr = np.asarray(im, dtype=np.float64)
+        scale = 255.0 / 65535.0
+        if mode == "F":  # float samples: either 0..1 or already 0..255
+            scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
+        gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray, "L").convert("RGB")
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return im if mode == "RGB" else im.convert("RGB")
 
 
-def _resize_center_crop(im: Image.Image, size: int) -> Image.Image:
+def _resize(im: Image.Image, spec: DecodeSpec) -> Image.Image:
     w, h = im.size
-    scale = size / min(w, h)
-    new_w, new_h = max(size, round(w * scale)), max(size, round(h * scale))
-    im = im.resize((new_w, new_h), Image.Resampling.LANCZOS)  # anti-aliased downscale
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    return im.crop((left, top, left + size, top + size))
+    box = (0, 0, w, h)
+    if spec.crop == "center":  # crop before resizing: never enlarges a long strip
+        side = min(w, h)
+        left, top = (w - side) // 2, (h - side) // 2
+        box = (left, top, left + side, top + side)
+    # reducing_gap: shrink by an integer factor with a box filter first, then resample;
+    # at 3.0 the result is indistinguishable from a plain resize and much faster.
+    return im.resize((spec.size, spec.size), FILTERS[spec.resize_filter], box=box, reducing_gap=3.0)
 
 
-def read_folder(root: str, size: int, name: str = "folder", source: str = "") -> torch.Tensor:
-    """Decode every image below `root` into a uint8 tensor [N, 3, size, size]."""
-    path = Path(root).expanduser()
-    if not path.is_dir():
-        how = f"; {source}" if source else "; pass dataset.root=/path/to/images"
-        raise AnimeganError(f"dataset '{name}': folder not found: {path.resolve()}{how}")
-    files = list_images(path)
-    if not files:
-        raise AnimeganError(
-            f"dataset '{name}': no images ({', '.join(EXTENSIONS)}) found below {path.resolve()}"
-        )
-    ImageFile.LOAD_TRUNCATED_IMAGES = False  # a truncated JPEG is skipped, not half-grey
-    out = np.empty((len(files), size, size, 3), dtype=np.uint8)
-    kept, dropped = 0, Counter()
-    for f in tqdm(files, desc=f"reading {name}", unit="img", leave=False, mininterval=1.0):
-        arr, reason = load_image(f, size)
-        if arr is None:
-            dropped[reason] += 1
-            continue
-        out[kept] = arr
-        kept += 1
-    if dropped:
-        log.warning("dataset '%s': skipped %d unusable files (%s)", name, sum(dropped.values()),
-                    ", ".join(f"{n} {r}" for r, n in dropped.most_common()))
-    if kept == 0:
-        raise AnimeganError(f"dataset '{name}': none of the {len(files)} files below {path.resolve()} could be decoded")
-    log.info("dataset '%s': %d images from %s at %dx%d", name, kept, path.resolve(), size, size)
-    return torch.from_numpy(out[:kept]).permute(0, 3, 1, 2).contiguous()
+def _dhash(im: Image.Image) -> int:
+    """64-bit difference hash: is each of 8x8 cells brighter than its right neighbour."""
+    small = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+    bits = np.packbits(small[:, 1:] > small[:, :-1])
+    return int.from_bytes(bits.tobytes(), "big")

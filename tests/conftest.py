@@ -1,0 +1,48 @@
+"""Shared helpers: compose shrunken configs with Hydra's compose API and run on CPU in tmp_path."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import List
+
+import pytest
+import torch
+
+from animegan.cli.train import compose_config, resolve_config
+
+# A run small enough for a test: 64 synthetic faces, tiny nets, 4 steps per epoch.
+TINY = [
+    "dataset.num_images=64", "model.ngf=8", "model.ndf=8", "batch_size=16", "epochs=1", "device=cpu",
+    "train.log_every=2", "output.n_samples=16", "output.nrow=4",
+]
+BIN = Path(sys.executable).parent
+
+
+def tiny_conf(*overrides: str):
+    """A validated TrainConfig: TINY plus `overrides` (later ones win)."""
+    job = [*TINY, *overrides]
+    return resolve_config(compose_config(job), job)
+
+
+def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False):
+    """Run an installed console script; return the CompletedProcess (text output)."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
+    result = subprocess.run([str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"{command} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def load_state(path: Path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+@pytest.fixture(autouse=True)
+def _few_threads():
+    # Tests run many tiny models; extra threads only add overhead on a 2-core machine.
+    torch.set_num_threads(1)
+    yield

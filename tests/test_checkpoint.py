@@ -1,0 +1,72 @@
+"""Checkpoints are written atomically and loaded safely; foreign files get one clear line."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import pytest
+import torch
+
+from animegan import checkpoint as ckpt
+from animegan.errors import AnimeganError
+
+
+def test_save_is_atomic_and_the_last_good_file_survives_a_failed_write(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    ckpt.save_checkpoint({"format": ckpt.TRAINING_FORMAT, "version": 1, "epoch": 1}, path)
+
+    def crash(obj, f):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(OSError):
+        ckpt.save_checkpoint({"format": ckpt.TRAINING_FORMAT, "version": 1, "epoch": 2}, path)
+    assert ckpt.load_checkpoint(path)["epoch"] == 1
+    assert os.listdir(tmp_path) == ["last.pt"]  # the temp file is cleaned up
+
+
+class _Payload:
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def test_a_pickle_that_would_run_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": ckpt.GENERATOR_FORMAT, "payload": _Payload()}, path)
+    with pytest.raises(AnimeganError, match="could run code"):
+        ckpt.load_checkpoint(path)
+
+
+@pytest.mark.parametrize(
+    "content,match",
+    [
+        (b"", "not a readable PyTorch checkpoint"),
+        (b"this is a text file\n", "not a readable PyTorch checkpoint"),
+        (pickle.dumps([1, 2, 3]), "not a readable PyTorch checkpoint|not an animegan checkpoint"),
+    ],
+)
+def test_files_that_are_not_checkpoints(tmp_path, content, match):
+    path = tmp_path / "x.pt"
+    path.write_bytes(content)
+    with pytest.raises(AnimeganError, match=match) as info:
+        ckpt.load_checkpoint(path)
+    assert "\n" not in str(info.value)
+
+
+def test_a_plain_state_dict_from_elsewhere_is_named_as_such(tmp_path):
+    path = tmp_path / "netG.pth"
+    torch.save(torch.nn.Linear(2, 2).state_dict(), path)
+    with pytest.raises(AnimeganError, match="not an animegan checkpoint"):
+        ckpt.load_checkpoint(path)
+
+
+def test_missing_file_and_newer_format(tmp_path):
+    with pytest.raises(AnimeganError, match="checkpoint not found"):
+        ckpt.load_checkpoint(tmp_path / "nope.pt")
+    path = tmp_path / "future.pt"
+    torch.save({"format": ckpt.GENERATOR_FORMAT, "version": 99}, path)
+    with pytest.raises(AnimeganError, match="newer"):
+        ckpt.load_checkpoint(path)

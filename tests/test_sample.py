@@ -1,0 +1,72 @@
+"""animegan-sample, through the installed console script, from both checkpoint kinds."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegan.run import run_training
+from animegan.sampling import generate, load_generator
+from conftest import run_cli, tiny_conf
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    torch.set_num_threads(1)
+    run_training(tiny_conf(), run_dir, show_progress=False)
+    return run_dir / "checkpoints"
+
+
+@pytest.mark.parametrize("name", ["generator.pt", "last.pt"])
+def test_sample_grid_from_either_checkpoint(trained, tmp_path, name):
+    out = tmp_path / "grid.png"
+    result = run_cli("animegan-sample", ["--ckpt", str(trained / name), "--n", "12", "--nrow", "4", "--out", str(out),
+                                         "--device", "cpu"], cwd=tmp_path, check=True)
+    assert str(out) in result.stdout
+    grid = Image.open(out)
+    assert grid.size == (4 * 66 + 2, 3 * 66 + 2)
+    pixels = torch.from_numpy(np.asarray(grid.convert("L"), dtype=np.float32))
+    assert pixels.std() > 5  # not a blank image
+
+
+def test_both_checkpoint_kinds_give_the_same_faces(trained):
+    a = torch.cat(list(generate(load_generator(trained / "generator.pt", torch.device("cpu")), 8, seed=3)))
+    b = torch.cat(list(generate(load_generator(trained / "last.pt", torch.device("cpu")), 8, seed=3)))
+    assert torch.equal(a, b)
+
+
+def test_large_n_is_generated_in_chunks_with_the_same_result(trained):
+    g = load_generator(trained / "generator.pt", torch.device("cpu"))
+    chunks = list(generate(g, 300, seed=1, chunk=128))
+    assert [len(c) for c in chunks] == [128, 128, 44]
+    assert torch.equal(torch.cat(chunks), torch.cat(list(generate(g, 300, seed=1, chunk=300))))
+
+
+def test_bare_name_is_found_in_checkpoints_and_individual_images_saved(trained, tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    shutil.copy(trained / "generator.pt", tmp_path / "checkpoints" / "afg.pt")
+    run_cli("animegan-sample", ["--ckpt", "afg.pt", "--n", "5", "--save-individual", "faces", "--seed", "7"],
+            cwd=tmp_path, check=True)
+    assert (tmp_path / "checkpoints" / "afg-n5-seed7.png").is_file()  # default: beside the checkpoint
+    assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [f"{i:06d}.png" for i in range(5)]
+    assert Image.open(tmp_path / "faces" / "000000.png").size == (64, 64)
+
+
+@pytest.mark.parametrize(
+    "setup,match",
+    [
+        (lambda d: None, "checkpoint not found"),
+        (lambda d: (d / "x.pt").write_text("not a checkpoint"), "not a readable PyTorch checkpoint"),
+        (lambda d: torch.save({"weights": torch.zeros(2)}, d / "x.pt"), "not an animegan checkpoint"),
+    ],
+)
+def test_bad_checkpoint_is_one_line(tmp_path, setup, match):
+    setup(tmp_path)
+    result = run_cli("animegan-sample", ["--ckpt", str(tmp_path / "x.pt")], cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and match in result.stderr and "Traceback" not in result.stderr
