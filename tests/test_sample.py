@@ -70,3 +70,12 @@ def test_bad_checkpoint_is_one_line(tmp_path, setup, match):
     result = run_cli("animegan-sample", ["--ckpt", str(tmp_path / "x.pt")], cwd=tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and match in result.stderr and "Traceback" not in result.stderr
+
+
+def test_more_images_than_a_grid_holds_needs_save_individual(trained, tmp_path):
+    result = run_cli("animegan-sample", ["--ckpt", str(trained / "generator.pt"), "--n", "5000"], cwd=tmp_path)
+    assert result.returncode == 2 and "--save-individual" in result.stderr
+    run_cli("animegan-sample", ["--ckpt", str(trained / "generator.pt"), "--n", "1100", "--batch", "512",
+                                "--save-individual", "all", "--out", "g.png"], cwd=tmp_path, check=True)
+    assert len(list((tmp_path / "all").iterdir())) == 1100
+    assert Image.open(tmp_path / "g.png").size == (32 * 66 + 2, 32 * 66 + 2)  # the first 1024 only

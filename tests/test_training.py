@@ -154,3 +154,20 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path, device):
         pytest.skip("this machine has a GPU")
     with pytest.raises(Exception, match="no CUDA GPU"):
         run_training(tiny_conf(f"device={device}"), tmp_path, show_progress=False)
+
+
+def test_multirun_from_yaml_and_command_line_gives_one_directory_per_job(tmp_path):
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment" / "seeds.yaml").write_text(
+        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      seed: 1,2\n")
+    sweep_dir = tmp_path / "sweep"
+    result = run_cli("animegan-train", ["-m", *TINY, "experiment=seeds", "optimizer.lr=1e-4,2e-4",
+                                        f"hydra.sweep.dir={sweep_dir}"], cwd=tmp_path, check=True)
+    jobs = sorted(p for p in sweep_dir.iterdir() if p.is_dir() and p.name.isdigit())
+    assert len(jobs) == 4, result.stdout
+    seen = set()
+    for job in jobs:
+        conf = load_state(job / "checkpoints" / "last.pt")["config"]
+        seen.add((conf["seed"], conf["optimizer"]["lr"]))
+        assert (job / "samples" / "epoch_001.png").is_file()
+    assert seen == {(1, 1e-4), (1, 2e-4), (2, 1e-4), (2, 2e-4)}

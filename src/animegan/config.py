@@ -32,6 +32,20 @@ class DatasetConfig:
     num_images: int = 12000  # synthetic only: how many faces to draw
     flip: bool = True  # random horizontal flip, applied to each batch
     source: str = ""  # folder presets: how to obtain the data (shown when it is missing)
+    # Folder datasets are decoded once per resolution into a cache (animegan.data.cache);
+    # every option below is part of the cache key: changing one rebuilds the cache.
+    min_size: int = 32  # drop images whose short side is below this many pixels (0: keep all)
+    crop: str = "center"  # center: central square, resized | resize: whole image squashed to a square
+    resize_filter: str = "lanczos"  # anti-aliased resampling filter
+    dedupe: bool = True  # drop byte-identical files (the first in path order is kept)
+    near_dedupe: bool = False  # drop perceptual near-duplicates (64-bit difference hash)
+    near_dedupe_distance: int = 4  # near_dedupe: max differing hash bits (0-64) that count as a duplicate
+    cache_dir: Optional[str] = None  # None: <root>/.animegan-cache, or ~/.cache/animegan when read-only
+    workers: int = 0  # decoding processes for the first preparation (0: one per CPU core, at most 8)
+
+    # Allowed values; class constants, not config keys (no annotation: not dataclass fields).
+    CROPS = ("center", "resize")
+    RESIZE_FILTERS = ("lanczos", "bicubic", "hamming", "bilinear", "box")
 
 
 @dataclass
@@ -68,6 +82,7 @@ class LoopConfig:
     log_every: int = 25
     precision: str = "auto"
     channels_last: str = "auto"
+    keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
 
 
 @dataclass
@@ -157,6 +172,15 @@ def _check_values(c: TrainConfig) -> None:
         _require(d.num_images >= 1, "dataset.num_images", d.num_images, ge1)
     if d.kind == "folder":
         _require(bool(d.root), "dataset.root", d.root, "set it to the folder of images: dataset.root=/path/to/images")
+        _require(d.min_size >= 0, "dataset.min_size", d.min_size, "must be >= 0 pixels (0: keep all sizes)")
+        _require(d.crop in d.CROPS, "dataset.crop", d.crop, f"allowed: {', '.join(d.CROPS)}")
+        _require(d.resize_filter in d.RESIZE_FILTERS, "dataset.resize_filter", d.resize_filter,
+                 f"allowed: {', '.join(d.RESIZE_FILTERS)}")
+        _require(0 <= d.near_dedupe_distance <= 64, "dataset.near_dedupe_distance", d.near_dedupe_distance,
+                 "must be 0-64 differing bits (4 finds resized or re-encoded copies)")
+        _require(d.cache_dir is None or bool(str(d.cache_dir).strip()), "dataset.cache_dir", d.cache_dir,
+                 "a folder path, or null for the default")
+        _require(d.workers >= 0, "dataset.workers", d.workers, "must be >= 0 (0: one per CPU core)")
 
     m = c.model
     sizes = ", ".join(map(str, IMAGE_SIZES))

@@ -14,9 +14,8 @@ def build_optimizers(conf: OptimizerConfig, generator: torch.nn.Module, discrimi
 
     def make(params, lr: float) -> torch.optim.Optimizer:
         if conf.name == "adam":
-            # The fused kernel updates all parameters in one launch on CUDA.
-            fused = {"fused": True} if device.type == "cuda" else {}
-            return torch.optim.Adam(params, lr=lr, betas=tuple(conf.betas), weight_decay=conf.weight_decay, **fused)
+            # The fused kernel updates all parameters in one pass (one launch on CUDA).
+            return torch.optim.Adam(params, lr=lr, betas=tuple(conf.betas), weight_decay=conf.weight_decay, fused=True)
         if conf.name == "sgd":
             return torch.optim.SGD(params, lr=lr, momentum=conf.momentum, weight_decay=conf.weight_decay)
         if conf.name == "rmsprop":

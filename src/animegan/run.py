@@ -21,6 +21,7 @@ from animegan.data import build_image_bank
 from animegan.errors import AnimeganError
 from animegan.loop import train
 from animegan.losses import build_loss
+from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import Discriminator, Generator, count_parameters, init_dcgan_weights
 from animegan.optimizers import build_optimizers
 
@@ -77,6 +78,8 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     samples_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(conf.device)
     autocast_dtype, channels_last = speed_settings(conf, device)
+    if device.type == "cpu" and conf.train.keep_freed_memory:
+        keep_freed_memory()
     config_dict = to_dict(conf)
 
     state = ckpt.load_checkpoint(Path(conf.resume)) if conf.resume else None

@@ -10,6 +10,8 @@ from pathlib import Path
 from animegan.cli import fail
 from animegan.errors import AnimeganError
 
+MAX_GRID = 1024  # images in one grid PNG; more are only written one file each (bounded memory)
+
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="animegan-sample", description="Draw new faces from a trained animegan generator.")
@@ -47,6 +49,9 @@ def run(args) -> None:
     started = time.perf_counter()
     if args.n < 1 or args.batch < 1 or (args.nrow is not None and args.nrow < 1):
         raise AnimeganError("--n, --batch and --nrow must be >= 1")
+    if args.n > MAX_GRID and not args.save_individual:
+        raise AnimeganError(f"--n {args.n} is more than one grid holds ({MAX_GRID}); add --save-individual DIR "
+                            f"to write every image as its own file (the grid then shows the first {MAX_GRID})")
     import torch
     from PIL import Image
     from torchvision.utils import make_grid
@@ -60,17 +65,19 @@ def run(args) -> None:
     out = args.out or ckpt.with_name(f"{ckpt.stem}-n{args.n}-seed{args.seed}.png")
     if args.save_individual:
         args.save_individual.mkdir(parents=True, exist_ok=True)
-    chunks, index = [], 0
+    chunks, done = [], 0
     for images in generate(generator, args.n, seed=args.seed, chunk=args.batch):
-        chunks.append(images)
-        for image in images if args.save_individual else ():
-            Image.fromarray(image.permute(1, 2, 0).numpy()).save(args.save_individual / f"{index:06d}.png")
-            index += 1
+        if done < MAX_GRID:
+            chunks.append(images[: MAX_GRID - done])
+        if args.save_individual:
+            for k, image in enumerate(images):
+                Image.fromarray(image.permute(1, 2, 0).numpy()).save(args.save_individual / f"{done + k:06d}.png")
+        done += len(images)
     images = torch.cat(chunks)
-    nrow = args.nrow or max(1, int(round(args.n ** 0.5)))
+    nrow = args.nrow or max(1, int(round(len(images) ** 0.5)))
     grid = make_grid(images, nrow=nrow, padding=2).permute(1, 2, 0).numpy()
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)
-    print(f"wrote {out} ({args.n} images, {time.perf_counter() - started:.2f}s)")
+    print(f"wrote {out} ({len(images)} images, {time.perf_counter() - started:.2f}s)")
     if args.save_individual:
         print(f"wrote {args.n} images to {args.save_individual}/")

@@ -1,0 +1,223 @@
+"""Training speed: the classic PyTorch DCGAN example vs animegan's step, side by side.
+
+    python scripts/benchmark.py                      # CPU or CUDA, synthetic faces as JPEGs
+    python scripts/benchmark.py --data /path/to/jpgs --rounds 3 --batch 128
+
+`baseline` re-creates pytorch/examples dcgan/main.py faithfully: ImageFolder + DataLoader
+with 2 workers decoding JPEGs every epoch, Resize/CenterCrop/ToTensor/Normalize, fp32,
+NCHW, D ending in Sigmoid + BCELoss, Adam 2e-4 / beta1 0.5, ngf = ndf = 64, nz = 100, and
+its update order (D on real, D on fake, G on the same fake with D's weight gradients).
+`animegan` is animegan.loop.train with the project's settings for the device, on the same
+images held as a uint8 bank. Each variant runs in its own child process (so peak RSS is
+its own), the children alternate, warm-up steps are excluded, and the median of the timed
+windows is reported. Prints a table; numbers only, no assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+
+def _classic_models(nz=100, ngf=64, ndf=64):
+    from torch import nn
+
+    netG = nn.Sequential(
+        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+        nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh())
+    netD = nn.Sequential(
+        nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+
+    def weights_init(m):
+        name = m.__class__.__name__
+        if name.find("Conv") != -1:
+            nn.init.normal_(m.weight.data, 0.0, 0.02)
+        elif name.find("BatchNorm") != -1:
+            nn.init.normal_(m.weight.data, 1.0, 0.02)
+            nn.init.constant_(m.bias.data, 0)
+
+    netG.apply(weights_init)
+    netD.apply(weights_init)
+    return netG, netD
+
+
+def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
+    """The classic example's loop; returns the wall time of each step (data loading included)."""
+    import torchvision.datasets as dset
+    import torchvision.transforms as transforms
+    from torch import nn, optim
+
+    dataset = dset.ImageFolder(root=str(data), transform=transforms.Compose([
+        transforms.Resize(64), transforms.CenterCrop(64), transforms.ToTensor(),
+        transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
+    netG, netD = (m.to(device) for m in _classic_models())
+    criterion = nn.BCELoss()
+    optimizerD = optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optimizerG = optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    times, t = [], time.perf_counter()
+    while len(times) < steps:
+        for data_batch in loader:
+            # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
+            netD.zero_grad()
+            real_cpu = data_batch[0].to(device)
+            b_size = real_cpu.size(0)
+            label = torch.full((b_size,), 1.0, dtype=torch.float, device=device)
+            output = netD(real_cpu).view(-1)
+            errD_real = criterion(output, label)
+            errD_real.backward()
+            D_x = output.mean().item()
+            noise = torch.randn(b_size, 100, 1, 1, device=device)
+            fake = netG(noise)
+            label.fill_(0.0)
+            output = netD(fake.detach()).view(-1)
+            errD_fake = criterion(output, label)
+            errD_fake.backward()
+            D_G_z1 = output.mean().item()
+            errD = errD_real + errD_fake
+            optimizerD.step()
+            # (2) Update G: maximize log(D(G(z)))
+            netG.zero_grad()
+            label.fill_(1.0)
+            output = netD(fake).view(-1)
+            errG = criterion(output, label)
+            errG.backward()
+            D_G_z2 = output.mean().item()
+            optimizerG.step()
+            _ = (errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)  # the example prints these every 50 steps
+            now = time.perf_counter()
+            times.append(now - t)
+            t = now
+            if len(times) >= steps:
+                break
+    return times
+
+
+def run_animegan(data: Path, batch: int, steps: int, device: torch.device):
+    from animegan.config import TrainConfig
+    from animegan.data import ImageBank
+    from animegan.data.folder import list_images, load_image
+    from animegan.losses import build_loss
+    from animegan.loop import train
+    from animegan.malloc_tuning import keep_freed_memory
+    from animegan.optimizers import build_optimizers
+    from animegan.run import build_models, speed_settings
+
+    import numpy as np
+
+    files = list_images(data)
+    images = torch.from_numpy(np.stack([load_image(f, 64)[0] for f in files])).permute(0, 3, 1, 2).contiguous()
+    bank = ImageBank(images, flip=True).to(device)
+    conf = TrainConfig()
+    autocast_dtype, channels_last = speed_settings(conf, device)
+    if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
+        keep_freed_memory()
+    torch.manual_seed(0)
+    netG, netD = build_models(conf.model, device, channels_last)
+    opt_g, opt_d = build_optimizers(conf.optimizer, netG, netD, device)
+    rng = torch.Generator(device=device).manual_seed(1)
+    per_epoch = bank.batches_per_epoch(batch)
+    stamps = [(time.perf_counter(), 0)]
+
+    def on_metrics(rows):  # called right after the loop's host read, so the device work is done
+        stamps.append((time.perf_counter(), len(rows)))
+
+    epochs = -(-steps // per_epoch)  # the loop runs whole epochs: make the bank at least that long
+    train(generator=netG, discriminator=netD, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"), bank=bank, rng=rng,
+          epochs=epochs, batch_size=batch, autocast_dtype=autocast_dtype, channels_last=channels_last,
+          log_every=3, on_metrics=on_metrics, show_progress=False)
+    per_step = [(t1 - t0) / n for (t0, _), (t1, n) in zip(stamps, stamps[1:]) for _ in range(n)]
+    return per_step[:steps], {
+        "precision": "bf16" if autocast_dtype else "fp32", "channels_last": channels_last}
+
+
+def child(args) -> None:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    steps = args.warmup + args.steps
+    if args.variant == "baseline":
+        times, extra = run_baseline(Path(args.data), args.batch, steps, device), {}
+    else:
+        times, extra = run_animegan(Path(args.data), args.batch, steps, device)
+    timed = times[args.warmup:]
+    peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    children_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # DataLoader workers
+    print(json.dumps({"variant": args.variant, "step_s": statistics.median(timed), "peak_rss_mib": rss,
+                      "worker_peak_rss_mib": children_rss, "peak_gpu_mib": peak_gpu, **extra}))
+
+
+def make_jpeg_folder(root: Path, n: int) -> Path:
+    """Synthetic faces saved as JPEGs in ImageFolder layout (one class folder)."""
+    from PIL import Image
+
+    from animegan.data.synthetic import render_faces
+
+    folder = root / "faces" / "all"
+    folder.mkdir(parents=True)
+    images = render_faces(n, 96, seed=0)
+    for i, im in enumerate(images):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i}.jpg", quality=92)
+    return root / "faces"
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="folder of images in ImageFolder layout (default: synthetic faces as 96 px JPEGs)")
+    p.add_argument("--n-images", type=int, default=2048, help="synthetic images to make when --data is not given")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=6, help="timed steps per child")
+    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=2, help="alternations of baseline and animegan")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--variant", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.variant:
+        return child(args)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        data = args.data or str(make_jpeg_folder(Path(tmp), args.n_images))
+        results = {"baseline": [], "animegan": []}
+        for _ in range(args.rounds):
+            for variant in results:
+                cmd = [sys.executable, __file__, "--variant", variant, "--data", data, "--batch", str(args.batch),
+                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+                out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+                if out.returncode:
+                    sys.exit(f"{variant} failed:\n{out.stderr}")
+                results[variant].append(json.loads(out.stdout.strip().splitlines()[-1]))
+
+    print(f"device {args.device} ({torch.get_num_threads()} threads), batch {args.batch}, DCGAN-64 ngf=ndf=64 nz=100, "
+          f"{args.rounds} rounds x {args.steps} timed steps, torch {torch.__version__}")
+    print(f"{'variant':10} {'images/s':>9} {'ms/step':>8} {'peak RSS MiB':>13} {'workers RSS':>12} {'GPU MiB':>8}  settings")
+    speed = {}
+    for variant, runs in results.items():
+        step = statistics.median(r["step_s"] for r in runs)
+        speed[variant] = args.batch / step
+        r = runs[-1]
+        gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] else "-"
+        settings = f"{r.get('precision', 'fp32')}, channels_last={r.get('channels_last', False)}"
+        print(f"{variant:10} {speed[variant]:9.1f} {step * 1000:8.0f} {max(x['peak_rss_mib'] for x in runs):13.0f} "
+              f"{max(x['worker_peak_rss_mib'] for x in runs):12.0f} {gpu:>8}  {settings}")
+    print(f"ratio animegan / baseline: {speed['animegan'] / speed['baseline']:.2f}x")
+
+
+if __name__ == "__main__":
+    main()

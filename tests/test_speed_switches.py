@@ -1,0 +1,71 @@
+"""Every speed switch trains with the same shapes and finite losses, and the fast paths
+compute the same thing as the plain fp32 NCHW path (within each precision's tolerance)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from animegan.data import ImageBank
+from animegan.loop import train
+from animegan.losses import build_loss
+from animegan.optimizers import build_optimizers
+from animegan.run import build_models, speed_settings
+from conftest import tiny_conf
+
+
+def _train_steps(autocast_dtype, channels_last, steps=3):
+    """Metrics rows and final generator weights of a few steps from a fixed seed."""
+    conf = tiny_conf()
+    device = torch.device("cpu")
+    torch.manual_seed(0)
+    generator, discriminator = build_models(conf.model, device, channels_last)
+    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, device)
+    images = torch.randint(0, 256, (16 * steps, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
+    rows = []
+    train(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"),
+          bank=ImageBank(images), rng=torch.Generator().manual_seed(2), epochs=1, batch_size=16, nz=conf.model.nz,
+          autocast_dtype=autocast_dtype, channels_last=channels_last, log_every=1, on_metrics=rows.extend,
+          show_progress=False)
+    with torch.no_grad():
+        generator.eval()
+        out = generator(torch.randn(4, conf.model.nz, generator=torch.Generator().manual_seed(3)))
+    return torch.tensor(rows), out
+
+
+@pytest.fixture(scope="module")
+def plain():
+    torch.set_num_threads(1)
+    return _train_steps(None, False)
+
+
+@pytest.mark.parametrize("dtype,channels_last", [(None, True), (torch.bfloat16, False), (torch.bfloat16, True)])
+def test_fast_paths_match_the_plain_path(plain, dtype, channels_last):
+    rows, out = _train_steps(dtype, channels_last)
+    plain_rows, plain_out = plain
+    assert rows.shape == plain_rows.shape and out.shape == plain_out.shape == (4, 3, 64, 64)
+    assert torch.isfinite(rows).all() and torch.isfinite(out).all()
+    # fp32 NHWC reorders sums only; bf16 keeps 8 bits of mantissa in the convolutions.
+    tol = 2e-3 if dtype is None else 5e-2
+    losses, plain_losses = rows[:, 2:4], plain_rows[:, 2:4]
+    assert torch.allclose(losses, plain_losses, rtol=tol, atol=tol), (losses, plain_losses)
+    assert (out - plain_out).abs().max() < (1e-3 if dtype is None else 0.1)
+
+
+def test_speed_settings_follow_the_config():
+    cpu = torch.device("cpu")
+    assert speed_settings(tiny_conf("train.precision=fp32", "train.channels_last=false"), cpu) == (None, False)
+    assert speed_settings(tiny_conf("train.precision=bf16", "train.channels_last=true"), cpu) == (torch.bfloat16, True)
+    dtype, channels_last = speed_settings(tiny_conf(), cpu)  # auto: NHWC, bf16 only where the CPU has it
+    assert channels_last is True and dtype in (None, torch.bfloat16)
+
+
+def test_a_run_with_every_switch_off_and_on(tmp_path):
+    from animegan.run import run_training
+
+    for name, switches in {"off": ["train.precision=fp32", "train.channels_last=false", "train.keep_freed_memory=false"],
+                           "on": ["train.precision=bf16", "train.channels_last=true", "train.keep_freed_memory=true"]}.items():
+        run_training(tiny_conf(*switches), tmp_path / name, show_progress=False)
+        state = torch.load(tmp_path / name / "checkpoints" / "last.pt", weights_only=True)
+        assert state["step"] == 4
+        assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
