@@ -49,7 +49,7 @@ class DecodeSpec:
     resize_filter: str = "lanczos"
     min_size: int = 0  # drop images whose short side (before resizing) is below this
     content_hash: bool = True  # return a hash of the file bytes (exact-duplicate removal)
-    perceptual_hash: bool = False  # return a 64-bit dHash of the result (near-duplicates)
+    perceptual_hash: bool = False  # return a 64-bit dHash of the cropped image (near-duplicates)
 
 
 class Decoded(NamedTuple):
@@ -63,9 +63,10 @@ class Decoded(NamedTuple):
 def list_images(root: str, exclude: Iterable[str] = ()) -> Tuple[List[ImageFile], int]:
     """(image files below `root` sorted by relative path, number of other files ignored).
 
-    Hidden folders (the .animegan-cache, .git, ...) and the folders in `exclude` are
-    skipped. Symlinks to files are listed even when broken, so that they are counted as
-    dropped rather than silently missing; symlinked folders are not followed (no cycles).
+    Hidden files and folders (the .animegan-cache, .git, macOS "._x.jpg" resource forks)
+    and __MACOSX folders from zips are skipped, as are the folders in `exclude`. Symlinks
+    to files are listed even when broken, so that they are counted as dropped rather than
+    silently missing; symlinked folders are not followed (no cycles).
     """
     skip = {os.path.realpath(p) for p in exclude}
     found: List[ImageFile] = []
@@ -75,26 +76,36 @@ def list_images(root: str, exclude: Iterable[str] = ()) -> Tuple[List[ImageFile]
         rel_dir = stack.pop()
         try:
             entries = list(os.scandir(os.path.join(root, rel_dir)))
-        except OSError:
+        except OSError as exc:
             if not rel_dir:
-                raise
+                raise AnimeganError(f"cannot list the dataset folder {root}: {exc.strerror}") from None
             ignored += 1  # an unreadable subfolder: its files cannot be counted one by one
             continue
         for entry in entries:
             rel = os.path.join(rel_dir, entry.name)
+            hidden = entry.name.startswith(".") or entry.name == "__MACOSX"
             if entry.is_dir(follow_symlinks=False):
-                if not entry.name.startswith(".") and os.path.realpath(entry.path) not in skip:
+                if not hidden and os.path.realpath(entry.path) not in skip:
                     stack.append(rel)
-            elif os.path.splitext(entry.name)[1].lower() not in EXTENSIONS:
+            elif hidden or os.path.splitext(entry.name)[1].lower() not in EXTENSIONS:
                 ignored += 1
             elif entry.is_file() or entry.is_symlink():
-                try:
-                    st = entry.stat()
-                except OSError:  # broken link: its own stat still identifies it
-                    st = entry.stat(follow_symlinks=False)
-                found.append(ImageFile(rel, st.st_size, st.st_mtime_ns))
+                st = _stat(entry)
+                if st is None:
+                    ignored += 1  # vanished while listing
+                else:
+                    found.append(ImageFile(rel, st.st_size, st.st_mtime_ns))
     found.sort(key=lambda f: os.fsencode(f.rel))  # byte order: stable for any file name
     return found, ignored
+
+
+def _stat(entry: os.DirEntry) -> Optional[os.stat_result]:
+    for follow in (True, False):  # a broken link has no target, but its own stat identifies it
+        try:
+            return entry.stat(follow_symlinks=follow)
+        except OSError:
+            pass
+    return None
 
 
 def check_root(root: str, name: str, source: str) -> str:
@@ -132,7 +143,14 @@ def decode_file(path: str, spec: DecodeSpec) -> Decoded:
                 if im.format == "JPEG":
                     im.draft(im.mode, (spec.size, spec.size))  # DCT-domain downscale, never below size
                 im.load()
-                out = _resize(_to_rgb(im), spec)
+                rgb = _to_rgb(im)
+                box = _crop_box(rgb.size, spec.crop)
+                # reducing_gap: shrink by an integer factor with a box filter first, then apply
+                # the filter; indistinguishable from a plain resize, and faster on large images.
+                out = rgb.resize((spec.size, spec.size), FILTERS[spec.resize_filter], box=box, reducing_gap=3.0)
+                # Hash the crop before the final resize: near-duplicate decisions then barely
+                # depend on the training size (a 16 px image keeps too little detail).
+                dhash = _dhash(rgb, box) if spec.perceptual_hash else 0
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         return _dropped(BOMB)
     except UnidentifiedImageError:
@@ -140,7 +158,6 @@ def decode_file(path: str, spec: DecodeSpec) -> Decoded:
     except Exception:  # truncated data, bad chunks, codec errors: Pillow raises many types
         return _dropped(CORRUPT)
     arr = np.asarray(out, dtype=np.uint8)
-    dhash = _dhash(out) if spec.perceptual_hash else 0
     return Decoded(np.ascontiguousarray(arr.transpose(2, 0, 1)), "", notes, digest, dhash)
 
 
@@ -158,7 +175,7 @@ def _notes(im: Image.Image, size: int) -> Tuple[str, ...]:
     if getattr(im, "n_frames", 1) > 1:
         notes.append("animated (first frame)")  # Image.open stands on frame 0
     mode = im.mode
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if _has_alpha(im):
         notes.append("alpha composited")
     if mode in ("P", "PA"):
         notes.append("palette")
@@ -173,6 +190,11 @@ def _notes(im: Image.Image, size: int) -> Tuple[str, ...]:
     return tuple(notes)
 
 
+def _has_alpha(im: Image.Image) -> bool:
+    # An alpha band, or a transparent colour key (palette and RGB PNGs, GIFs).
+    return im.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode.startswith("I") or mode == "F":
@@ -185,27 +207,26 @@ def _to_rgb(im: Image.Image) -> Image.Image:
             scale = 255.0 if arr.max(initial=0.0) <= 1.0 else 1.0
         gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
         return Image.fromarray(gray, "L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+    if _has_alpha(im):
         rgba = im.convert("RGBA")
         background = Image.new("RGBA", rgba.size, BACKGROUND + (255,))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return im if mode == "RGB" else im.convert("RGB")
 
 
-def _resize(im: Image.Image, spec: DecodeSpec) -> Image.Image:
-    w, h = im.size
-    box = (0, 0, w, h)
-    if spec.crop == "center":  # crop before resizing: never enlarges a long strip
-        side = min(w, h)
-        left, top = (w - side) // 2, (h - side) // 2
-        box = (left, top, left + side, top + side)
-    # reducing_gap: shrink by an integer factor with a box filter first, then resample;
-    # at 3.0 the result is indistinguishable from a plain resize and much faster.
-    return im.resize((spec.size, spec.size), FILTERS[spec.resize_filter], box=box, reducing_gap=3.0)
+def _crop_box(size: Tuple[int, int], crop: str) -> Tuple[int, int, int, int]:
+    """The region that becomes the training image: the central square, or everything.
+    Cropping before resizing also means a long thin strip is never enlarged whole."""
+    w, h = size
+    if crop != "center":
+        return (0, 0, w, h)
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    return (left, top, left + side, top + side)
 
 
-def _dhash(im: Image.Image) -> int:
-    """64-bit difference hash: is each of 8x8 cells brighter than its right neighbour."""
-    small = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BOX), dtype=np.int16)
+def _dhash(im: Image.Image, box: Tuple[int, int, int, int]) -> int:
+    """64-bit difference hash: one bit per cell of an 8x8 grid, set when its right neighbour is brighter."""
+    small = np.asarray(im.convert("L").resize((9, 8), Image.Resampling.BOX, box=box), dtype=np.int16)
     bits = np.packbits(small[:, 1:] > small[:, :-1])
     return int.from_bytes(bits.tobytes(), "big")

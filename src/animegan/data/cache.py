@@ -1,0 +1,296 @@
+"""The preparation cache: decode a folder once per resolution, then reuse the result.
+
+A cache is two files in the cache folder: `<size>px.<id>.npy`, all kept images as one
+uint8 array [N, 3, size, size], and `<size>px.json`, the manifest (source root, decode
+options, file-list fingerprint, counts kept and dropped by reason). The manifest is
+written last, by an atomic rename, and names its data file: a preparation killed at any
+point leaves either the previous complete cache or none, never one that looks valid.
+
+The cache is reused only while the manifest matches exactly: the same files (relative
+paths, sizes, mtimes), resolution, crop, filter and cleaning options. Anything else
+rebuilds it. A lock file serialises two processes preparing the same cache at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import multiprocessing
+import os
+import secrets
+import signal
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import numpy as np
+from tqdm import tqdm
+
+from animegan.data.folder import (
+    CACHE_FOLDER, EXTENSIONS, Decoded, DecodeSpec, ImageFile, check_root, decode_file, list_images,
+)
+from animegan.errors import AnimeganError
+from animegan.files import atomic_replace
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock, concurrent preparations are then unsupported
+    fcntl = None
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1  # bump when the data layout or the decoding changes: old caches then rebuild
+POOL_MIN_FILES = 256  # below this a worker pool costs more than it saves
+DUPLICATE, NEAR_DUPLICATE = "duplicate", "near-duplicate"
+
+
+@dataclass
+class Prepared:
+    manifest: dict  # what is in the cache (see _build)
+    manifest_path: Path  # <cache folder>/<size>px.json
+    data_path: Path  # the .npy file with the images
+    built: bool  # True: decoded now; False: an existing cache was reused
+    seconds: float  # time this preparation took (listing + check, or the whole build)
+    images: Optional[np.ndarray] = None  # the loaded array, when prepare(load=True)
+
+
+def prepare(conf, size: int, progress: bool = True, load: bool = False) -> Prepared:
+    """Make sure a valid cache of `conf` (a DatasetConfig of kind folder) exists at `size` px."""
+    started = time.perf_counter()
+    root = check_root(conf.root, conf.name, conf.source)
+    folder = cache_folder(conf, root)
+    files, ignored = list_images(root, exclude=[str(folder)])
+    if not files:
+        how = f"; {conf.source}" if conf.source else ""
+        raise AnimeganError(f"dataset '{conf.name}': no image files ({', '.join(EXTENSIONS)}) below {root}"
+                            f" ({ignored} other files ignored){how}")
+    spec = DecodeSpec(size=size, crop=conf.crop, resize_filter=conf.resize_filter, min_size=conf.min_size,
+                      content_hash=conf.dedupe, perceptual_hash=conf.near_dedupe)
+    key = {"format": FORMAT, "image_size": size, "options": _options(conf), "fingerprint": fingerprint(files)}
+    stem = f"{size}px"
+    manifest_path = folder / f"{stem}.json"
+    with _locked(folder / f"{stem}.lock"):
+        manifest = _valid_manifest(manifest_path, key)
+        built = manifest is None
+        if built:
+            manifest = _build(conf, root, files, ignored, spec, key, folder, stem, progress)
+        data_path = folder / manifest["data_file"]
+        images = _load(data_path, manifest) if load else None
+    return Prepared(manifest, manifest_path, data_path, built, time.perf_counter() - started, images)
+
+
+def cache_folder(conf, root: str) -> Path:
+    """`dataset.cache_dir`/<name>-<hash> if set, else <root>/.animegan-cache when that is
+    writable, else ~/.cache/animegan/<name>-<hash> (the hash tells two roots apart)."""
+    tag = f"{conf.name}-{hashlib.sha256(os.fsencode(root)).hexdigest()[:12]}"
+    if conf.cache_dir:
+        return _writable(Path(conf.cache_dir).expanduser().absolute() / tag, required=True)
+    inside = _writable(Path(root) / CACHE_FOLDER, required=False)
+    if inside is not None:
+        return inside
+    home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return _writable(home / "animegan" / tag, required=True)
+
+
+def fingerprint(files: List[ImageFile]) -> str:
+    """Hash of the file list: any file added, removed, resized or touched changes it."""
+    h = hashlib.sha256()
+    for f in files:
+        h.update(os.fsencode(f.rel) + b"\0%d\0%d\n" % (f.size, f.mtime_ns))
+    return h.hexdigest()
+
+
+def _options(conf) -> dict:
+    return {"crop": conf.crop, "resize_filter": conf.resize_filter, "min_size": conf.min_size,
+            "dedupe": conf.dedupe, "near_dedupe": conf.near_dedupe,
+            "near_dedupe_distance": conf.near_dedupe_distance if conf.near_dedupe else None}
+
+
+def _writable(folder: Path, required: bool) -> Optional[Path]:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".probe-{os.getpid()}"
+        probe.touch()  # a real write: access() says yes to root on read-only folders
+        probe.unlink()
+        return folder
+    except OSError as exc:
+        if required:
+            raise AnimeganError(f"cannot write the dataset cache in {folder} ({exc.strerror}); "
+                                "set dataset.cache_dir=/a/writable/folder") from None
+        return None
+
+
+@contextlib.contextmanager
+def _locked(lock_path: Path) -> Iterator[None]:
+    if fcntl is None:
+        yield
+        return
+    with open(lock_path, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            log.info("waiting for another process preparing %s", lock_path.parent)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _valid_manifest(path: Path, key: dict) -> Optional[dict]:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        data = path.parent / manifest["data_file"]
+        if all(manifest.get(k) == v for k, v in key.items()) and data.stat().st_size == manifest["data_bytes"]:
+            return manifest
+    except (OSError, ValueError, KeyError, TypeError):
+        pass  # no cache yet, or an unreadable one: build anew
+    return None
+
+
+def _load(data_path: Path, manifest: dict) -> np.ndarray:
+    # A plain read, not a memory map: the bank needs the images in memory anyway, and one
+    # private copy keeps the peak at one dataset (mmap + copy would briefly hold two).
+    images = np.load(data_path, allow_pickle=False)
+    if images.dtype != np.uint8 or list(images.shape) != manifest["shape"]:
+        raise AnimeganError(f"the dataset cache {data_path} is damaged; delete it and run again")
+    return images
+
+
+def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dict:
+    started = time.perf_counter()
+    for old in folder.glob(f".{stem}.*.tmp-*"):  # left by a killed build (we hold the lock)
+        old.unlink(missing_ok=True)
+    data_file = f"{stem}.{secrets.token_hex(4)}.npy"
+    duplicates = _Duplicates(len(files), conf.dedupe, conf.near_dedupe, conf.near_dedupe_distance)
+    kept, dropped, notes, dropped_files = 0, Counter(), Counter(), []
+    workers = conf.workers or _default_workers()
+    paths = [os.path.join(root, f.rel) for f in files]
+    with atomic_replace(folder / data_file) as tmp:
+        # Each image goes straight into the memory-mapped file, so the build keeps no copy
+        # of its own (the kernel writes the pages back as it likes); the rows left unused
+        # by dropped files are cut off at the end.
+        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, spec.size, spec.size))
+        with _decoded(paths, spec, workers) as results, tqdm(
+            total=len(files), desc=f"preparing {conf.name} at {spec.size}px", unit="img", disable=not progress,
+            leave=False, mininterval=0.5, dynamic_ncols=True,
+        ) as bar:
+            for f, d in zip(files, results):
+                reason = d.reason or duplicates.check(d)
+                if reason:
+                    dropped[reason] += 1
+                    dropped_files.append([_printable(f.rel), reason])
+                else:
+                    out[kept] = d.image
+                    kept += 1
+                    notes.update(d.notes)
+                bar.update()
+        out.flush()
+        del out
+        if kept == 0:
+            summary = ", ".join(f"{n} {r}" for r, n in dropped.most_common())
+            raise AnimeganError(f"dataset '{conf.name}': none of the {len(files)} image files below {root} "
+                                f"is usable ({summary})")
+        data_bytes = _shrink_npy(tmp, kept)
+    manifest = {
+        **key, "dataset": conf.name, "source_root": root, "data_file": data_file, "shape": [kept, 3, spec.size, spec.size],
+        "data_bytes": data_bytes, "files": len(files), "kept": kept, "dropped": dict(dropped.most_common()),
+        "converted": dict(notes.most_common()), "other_files_ignored": ignored,
+        "seconds": round(time.perf_counter() - started, 3), "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "dropped_files": dropped_files,
+    }
+    with atomic_replace(folder / f"{stem}.json") as tmp:  # the commit point
+        tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False), encoding="utf-8")
+    for old in folder.glob(f"{stem}.*.npy"):  # data of earlier builds, no longer named by a manifest
+        if old.name != data_file:
+            old.unlink(missing_ok=True)
+    return manifest
+
+
+class _Duplicates:
+    """Exact duplicates by file hash; near-duplicates by dHash within a Hamming distance.
+    The first file (in path order) wins; only kept images are remembered."""
+
+    def __init__(self, n: int, exact: bool, near: bool, distance: int):
+        self.exact, self.near, self.distance = exact, near, distance
+        self.seen = set()
+        self.hashes = np.zeros(n if near else 0, dtype=np.uint64)
+        self.count = 0
+
+    def check(self, d: Decoded) -> str:
+        if self.exact:
+            if d.content_hash in self.seen:
+                return DUPLICATE
+            self.seen.add(d.content_hash)
+        if self.near:
+            h = np.uint64(d.dhash)
+            if self.count and int(np.bitwise_count(self.hashes[:self.count] ^ h).min()) <= self.distance:
+                self.seen.discard(d.content_hash)
+                return NEAR_DUPLICATE
+            self.hashes[self.count] = h
+            self.count += 1
+        return ""
+
+
+def _shrink_npy(path: Path, kept: int) -> int:
+    """Cut an [n, ...] .npy down to its first `kept` rows in place; return the file size.
+
+    NumPy pads the header so the first dimension can change without moving the data."""
+    with open(path, "r+b") as f:
+        fmt = np.lib.format
+        v1 = fmt.read_magic(f) == (1, 0)
+        shape, fortran, dtype = (fmt.read_array_header_1_0 if v1 else fmt.read_array_header_2_0)(f)
+        header_len = f.tell()
+        header = io.BytesIO()
+        (fmt.write_array_header_1_0 if v1 else fmt.write_array_header_2_0)(
+            header, {"descr": fmt.dtype_to_descr(dtype), "fortran_order": fortran, "shape": (kept, *shape[1:])})
+        if len(header.getvalue()) != header_len:
+            raise RuntimeError(f"unexpected .npy header size in {path}")
+        f.seek(0)
+        f.write(header.getvalue())
+        size = header_len + kept * int(np.prod(shape[1:])) * dtype.itemsize
+        f.truncate(size)
+    return size
+
+
+def _printable(rel: str) -> str:
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")  # non-UTF-8 names stay readable JSON
+
+
+# --- decoding in worker processes -------------------------------------------------------------
+
+def _default_workers() -> int:
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, 8)  # a cap that bounds memory on large machines (each worker is a process)
+
+
+_WORK: tuple = ()
+
+
+@contextlib.contextmanager
+def _decoded(paths: List[str], spec: DecodeSpec, workers: int) -> Iterator[Iterator[Decoded]]:
+    """Decoded files in `paths` order: in this process, or from a pool of `workers`."""
+    if workers <= 1 or len(paths) < POOL_MIN_FILES:
+        yield (decode_file(p, spec) for p in paths)
+        return
+    # fork: workers start at once and share the path list without pickling it.
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers, _init_worker, (paths, spec)) as pool:
+        chunk = max(1, min(64, len(paths) // (workers * 8)))
+        yield pool.imap(_decode_index, range(len(paths)), chunksize=chunk)
+
+
+def _init_worker(paths: List[str], spec: DecodeSpec) -> None:
+    global _WORK
+    _WORK = (paths, spec)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the parent stops the pool
+
+
+def _decode_index(i: int) -> Decoded:
+    paths, spec = _WORK
+    return decode_file(paths[i], spec)
