@@ -111,20 +111,17 @@ def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
 
 
 def run_animegan(data: Path, batch: int, steps: int, device: torch.device):
-    from animegan.config import TrainConfig
-    from animegan.data import ImageBank
-    from animegan.data.folder import list_images, load_image
+    from animegan.config import DatasetConfig, TrainConfig
+    from animegan.data import build_image_bank
     from animegan.losses import build_loss
     from animegan.loop import train
     from animegan.malloc_tuning import keep_freed_memory
     from animegan.optimizers import build_optimizers
     from animegan.run import build_models, speed_settings
 
-    import numpy as np
-
-    files = list_images(data)
-    images = torch.from_numpy(np.stack([load_image(f, 64)[0] for f in files])).permute(0, 3, 1, 2).contiguous()
-    bank = ImageBank(images, flip=True).to(device)
+    # Decoded once into the preparation cache (not timed), as a training run does.
+    dataset = DatasetConfig(name="bench", kind="folder", root=str(data), cache_dir=str(data) + "-cache", dedupe=False)
+    bank = build_image_bank(dataset, 64, seed=0, progress=False).to(device)
     conf = TrainConfig()
     autocast_dtype, channels_last = speed_settings(conf, device)
     if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
