@@ -6,8 +6,8 @@ import csv
 from pathlib import Path
 from typing import List, Sequence
 
+import numpy as np
 import torch
-from torchvision.utils import make_grid
 
 from animegan.files import atomic_replace
 
@@ -46,14 +46,33 @@ class MetricsLog:
             writer.writerows(rows)
 
 
+def tile_images(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.ndarray:
+    """uint8 images [N, 3, H, W] -> one uint8 HxWx3 grid, `nrow` per row, black gaps.
+
+    The layout of torchvision's make_grid, without importing torchvision (1.5 s of a
+    cold `animegan-sample`)."""
+    n, c, h, w = images.shape
+    cols = min(nrow, n)
+    rows = -(-n // cols)
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, c), dtype=np.uint8)
+    pixels = images.permute(0, 2, 3, 1).cpu().numpy()
+    for i in range(n):
+        top, left = padding + (i // cols) * (h + padding), padding + (i % cols) * (w + padding)
+        grid[top:top + h, left:left + w] = pixels[i]
+    return grid
+
+
+def to_uint8(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] -> uint8 in [0, 255]."""
+    return images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+
+
 def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Save images in [-1, 1] as one PNG grid (atomically)."""
     from PIL import Image
 
-    grid = make_grid(images.detach().float().cpu().clamp(-1, 1), nrow=nrow, padding=2, value_range=(-1, 1), normalize=True)
-    array = grid.mul(255).round().to(torch.uint8).permute(1, 2, 0).numpy()
     with atomic_replace(Path(path)) as tmp:
-        Image.fromarray(array).save(tmp, format="PNG")
+        Image.fromarray(tile_images(to_uint8(images), nrow)).save(tmp, format="PNG")
 
 
 def plot_losses(metrics_csv: Path, out_png: Path) -> None:
