@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import torch
 
@@ -65,12 +65,13 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
 def training_state(
     *, generator, discriminator, opt_g, opt_d, epoch: int, step: int, step_in_epoch: int,
     loop_rng: torch.Generator, fixed_noise: torch.Tensor, config: dict,
+    generator_ema=None, extra: Optional[Dict[str, Any]] = None,
 ) -> Dict[str, Any]:
     """Everything a resumed run needs to continue bit-for-bit where this one stopped."""
     rng = {"torch_cpu": torch.get_rng_state(), "loop": loop_rng.get_state(), "loop_device": str(loop_rng.device)}
     if torch.cuda.is_available():
         rng["torch_cuda"] = torch.cuda.get_rng_state_all()
-    return {
+    state = {
         "format": TRAINING_FORMAT,
         "version": FORMAT_VERSION,
         "epoch": epoch,  # epochs fully completed
@@ -84,6 +85,10 @@ def training_state(
         "fixed_noise": fixed_noise.detach().cpu(),
         "config": config,
     }
+    if generator_ema is not None:  # the averaged generator (train.ema): grids and exports use it
+        state["generator_ema"] = generator_ema.state_dict()
+    state.update(extra or {})
+    return state
 
 
 def restore_rng(state: Dict[str, Any], loop_rng: torch.Generator) -> None:
@@ -112,7 +117,8 @@ def generator_export(generator, model_config: dict, *, epochs: int, config: dict
 
 
 def generator_weights(ckpt: Dict[str, Any]):
-    """(model config dict, generator state_dict) from either checkpoint format."""
+    """(model config dict, generator state_dict) from either checkpoint format. A training
+    checkpoint of a run with train.ema gives the averaged generator, as its export does."""
     if ckpt["format"] == GENERATOR_FORMAT:
         return ckpt["model"], ckpt["state_dict"]
-    return ckpt["config"]["model"], ckpt["generator"]
+    return ckpt["config"]["model"], ckpt.get("generator_ema", ckpt["generator"])

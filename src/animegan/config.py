@@ -18,7 +18,9 @@ from animegan.errors import AnimeganError
 IMAGE_SIZES = (16, 32, 64, 128, 256)  # powers of two a DCGAN stack can make from 4x4
 DATASET_KINDS = ("synthetic", "folder")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-LOSSES = ("bce",)
+LOSSES = ("bce", "hinge", "wgan_gp", "lsgan")
+GUARDS = ("off", "warn", "stop")
+AUGMENTS = ("color", "translation", "cutout")
 DEVICES = ("auto", "cpu", "cuda")
 PRECISIONS = ("auto", "fp32", "bf16")
 TRISTATE = ("auto", "true", "false")
@@ -56,7 +58,13 @@ class ModelConfig:
     ngf: int = 64
     ndf: int = 64
     d_dropout: float = 0.0
-    leaky_slope: float = 0.2
+    leaky_slope: float = 0.2  # LeakyReLU slope in D
+    g_dropout: float = 0.0  # dropout after each hidden generator block (0: off)
+    g_leaky_slope: float = 0.0  # 0: ReLU in G (the paper); > 0: LeakyReLU with this slope
+    d_spectral_norm: bool = False  # spectral normalisation of every D convolution
+    g_spectral_norm: bool = False  # ... and of every G convolution
+    d_batchnorm: bool = True  # BatchNorm in D's hidden blocks (SNGAN-style D: off with spectral norm)
+    minibatch_std: bool = False  # D sees the batch's feature std as an extra channel (against look-alike faces)
 
 
 @dataclass
@@ -73,6 +81,10 @@ class OptimizerConfig:
 @dataclass
 class LossConfig:
     name: str = "bce"
+    real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing (bce, lsgan; others ignore it)
+    gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
+    r1_gamma: float = 0.0  # R1 penalty gamma/2 * E|grad D(x)|^2 on real images (0: off); any loss
+    r1_every: int = 1  # lazy R1: apply it every N steps, scaled by N
 
 
 @dataclass
@@ -80,9 +92,19 @@ class LoopConfig:
     d_steps: int = 1
     g_steps: int = 1
     log_every: int = 25
+    instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, decayed linearly to 0 ...
+    instance_noise_epochs: float = 6.0  # ... over this many epochs (a fixed horizon keeps resume exact)
     precision: str = "auto"
     channels_last: str = "auto"
     keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
+    ema: bool = False  # keep an exponential moving average of G's weights for grids and the export
+    ema_decay: float = 0.999
+    diffaugment: List[str] = field(default_factory=list)  # DiffAugment on D's inputs: [color, translation, cutout] ([]: off)
+    guard: str = "warn"  # divergence guard: off | warn | stop (NaN/inf losses or D ~0 while G explodes)
+    guard_patience: int = 100  # collapse = this many consecutive steps with both conditions below
+    guard_d_loss: float = 1e-3  # collapse condition: |loss_D| below this ...
+    guard_g_loss: float = 10.0  # ... while loss_G is above this
+    max_minutes: float = 0.0  # wall-clock budget: stop (with a checkpoint) after this many minutes (0: none)
 
 
 @dataclass
@@ -189,6 +211,8 @@ def _check_values(c: TrainConfig) -> None:
         _require(getattr(m, key) >= 1, f"model.{key}", getattr(m, key), ge1)
     _require(0.0 <= m.d_dropout < 1.0, "model.d_dropout", m.d_dropout, "must be in [0, 1)")
     _require(0.0 <= m.leaky_slope < 1.0, "model.leaky_slope", m.leaky_slope, "must be in [0, 1)")
+    _require(0.0 <= m.g_dropout < 1.0, "model.g_dropout", m.g_dropout, "must be in [0, 1)")
+    _require(0.0 <= m.g_leaky_slope < 1.0, "model.g_leaky_slope", m.g_leaky_slope, "must be in [0, 1) (0: ReLU)")
 
     o = c.optimizer
     _require(o.name in OPTIMIZERS, "optimizer.name", o.name, f"allowed: {', '.join(OPTIMIZERS)}")
@@ -203,11 +227,24 @@ def _check_values(c: TrainConfig) -> None:
     _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
 
     _require(c.loss.name in LOSSES, "loss.name", c.loss.name, f"allowed: {', '.join(LOSSES)}")
+    _require(0.5 < c.loss.real_label <= 1.0, "loss.real_label", c.loss.real_label, "must be in (0.5, 1], e.g. 0.9")
+    _require(c.loss.gp_weight >= 0, "loss.gp_weight", c.loss.gp_weight, "must be >= 0")
+    _require(c.loss.r1_gamma >= 0, "loss.r1_gamma", c.loss.r1_gamma, "must be >= 0 (0: off)")
+    _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
 
     t = c.train
     _require(t.d_steps >= 1, "train.d_steps", t.d_steps, ge1)
     _require(t.g_steps >= 1, "train.g_steps", t.g_steps, ge1)
     _require(t.log_every >= 1, "train.log_every", t.log_every, ge1)
+    _require(t.instance_noise >= 0, "train.instance_noise", t.instance_noise, "must be >= 0 (0: off)")
+    _require(t.instance_noise_epochs > 0, "train.instance_noise_epochs", t.instance_noise_epochs, "must be > 0")
+    _require(0.0 < t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "must be in (0, 1), e.g. 0.999")
+    _require(all(p in AUGMENTS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
+             "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTS)} ([]: off), "
+             "e.g. train.diffaugment=[color,translation,cutout]")
+    _require(t.guard in GUARDS, "train.guard", t.guard, f"allowed: {', '.join(GUARDS)}")
+    _require(t.guard_patience >= 1, "train.guard_patience", t.guard_patience, ge1)
+    _require(t.max_minutes >= 0, "train.max_minutes", t.max_minutes, "must be >= 0 minutes (0: no limit)")
     _require(t.precision in PRECISIONS, "train.precision", t.precision, f"allowed: {', '.join(PRECISIONS)}")
     _require(
         str(t.channels_last).lower() in TRISTATE, "train.channels_last", t.channels_last, "allowed: auto, true, false"

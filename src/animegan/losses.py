@@ -1,4 +1,12 @@
-"""GAN losses on discriminator logits. Each returns scalar tensors; nothing syncs the host."""
+"""GAN losses on discriminator outputs, and the gradient penalties. Each returns scalar
+tensors; nothing here syncs the host.
+
+A loss object has `discriminator(real_logits, fake_logits) -> (real_loss, fake_loss)`,
+`generator(fake_logits) -> loss` and `gp_weight` (> 0 only for wgan_gp: the loop then adds
+`gradient_penalty`). The R1 penalty works with every loss and is configured separately.
+"""
+
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -8,10 +16,20 @@ from animegan.errors import AnimeganError
 
 class BCELoss:
     """The original GAN loss, non-saturating for G, computed with BCE on logits
-    (binary_cross_entropy_with_logits is stable and runs in fp32 under autocast)."""
+    (binary_cross_entropy_with_logits is stable and runs in fp32 under autocast).
+
+    real_label < 1 is one-sided label smoothing (Salimans et al. 2016): D's target for real
+    images is e.g. 0.9, which keeps it from growing overconfident; fakes keep target 0.
+    """
+
+    gp_weight = 0.0
+
+    def __init__(self, real_label: float = 1.0, **_):
+        self.real_label = real_label
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
-        real_loss = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
+        real_target = torch.full_like(real_logits, self.real_label)
+        real_loss = F.binary_cross_entropy_with_logits(real_logits, real_target)
         fake_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         return real_loss, fake_loss
 
@@ -20,10 +38,82 @@ class BCELoss:
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-LOSSES = {"bce": BCELoss}
+class HingeLoss:
+    """Hinge loss (Lim & Ye 2017; SNGAN, SAGAN, BigGAN): D minimises
+    E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]."""
+
+    gp_weight = 0.0
+
+    def __init__(self, **_):
+        pass
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
+        return F.relu(1.0 - real_logits.float()).mean(), F.relu(1.0 + fake_logits.float()).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.float().mean()
 
 
-def build_loss(name: str):
+class WGANGPLoss:
+    """Wasserstein loss with gradient penalty (Gulrajani et al. 2017): the critic minimises
+    E[D(G(z))] - E[D(x)] + lambda * E[(|grad D(x_hat)| - 1)^2] on random interpolates x_hat;
+    G minimises -E[D(G(z))]. The paper trains the critic n_critic=5 times per G step
+    (train.d_steps=5), with Adam betas (0, 0.9) and no BatchNorm in the critic."""
+
+    def __init__(self, gp_weight: float = 10.0, **_):
+        self.gp_weight = gp_weight
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
+        return -real_logits.float().mean(), fake_logits.float().mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return -fake_logits.float().mean()
+
+
+class LSGANLoss:
+    """Least-squares GAN (Mao et al. 2017), a-b-c = 0-1-1: D minimises
+    0.5 E[(D(x) - 1)^2] + 0.5 E[D(G(z))^2], G minimises 0.5 E[(D(G(z)) - 1)^2].
+    real_label < 1 moves D's target for real images (label smoothing)."""
+
+    gp_weight = 0.0
+
+    def __init__(self, real_label: float = 1.0, **_):
+        self.real_label = real_label
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
+        return 0.5 * (real_logits.float() - self.real_label).pow(2).mean(), 0.5 * fake_logits.float().pow(2).mean()
+
+    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
+
+
+LOSSES = {"bce": BCELoss, "hinge": HingeLoss, "wgan_gp": WGANGPLoss, "lsgan": LSGANLoss}
+
+
+def build_loss(name: str, real_label: float = 1.0, gp_weight: float = 10.0):
     if name not in LOSSES:
         raise AnimeganError(f"unknown loss '{name}'; available: {', '.join(LOSSES)}")
-    return LOSSES[name]()
+    return LOSSES[name](real_label=real_label, gp_weight=gp_weight)
+
+
+def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+    """|d outputs_i / d inputs_i|^2 per sample, kept in the graph (create_graph) so that
+    a penalty on it trains D. Each output depends only on its own input sample (D in eval
+    mode, or BatchNorm aside), so the gradient of the sum gives every per-sample gradient."""
+    (grad,) = torch.autograd.grad(outputs.float().sum(), inputs, create_graph=True)
+    return grad.float().pow(2).flatten(1).sum(1)
+
+
+def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """WGAN-GP: E[(|grad D(x_hat)| - 1)^2] at x_hat = a*real + (1-a)*fake, a ~ U(0, 1) per
+    sample drawn from `rng` (the loop's checkpointed generator). Not yet multiplied by lambda."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=rng, dtype=real.dtype)
+    x_hat = torch.lerp(fake.detach(), real.detach(), alpha).requires_grad_(True)
+    norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat) + 1e-12).sqrt()
+    return (norm - 1.0).pow(2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> Optional[torch.Tensor]:
+    """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real images, reusing the forward
+    that produced `real_logits` (the inputs must require grad). Not yet multiplied by gamma/2."""
+    return input_gradient_sq_norm(real_logits, real_inputs).mean()

@@ -16,13 +16,17 @@ import torch
 
 from animegan import checkpoint as ckpt
 from animegan.artefacts import MetricsLog, plot_losses, save_image_grid
+from animegan.augment import DiffAugment
 from animegan.config import TrainConfig, to_dict
 from animegan.data import build_image_bank
+from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
+from animegan.gif import write_timelapse
+from animegan.guard import DivergenceGuard
 from animegan.loop import train
 from animegan.losses import build_loss
 from animegan.malloc_tuning import keep_freed_memory
-from animegan.models import Discriminator, Generator, count_parameters, init_dcgan_weights
+from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
 
 log = logging.getLogger("animegan")
@@ -61,11 +65,7 @@ def _cpu_has_native_bf16() -> bool:
 
 
 def build_models(model_conf, device: torch.device, channels_last: bool = False):
-    generator = Generator(model_conf.nz, model_conf.ngf, model_conf.image_size)
-    discriminator = Discriminator(model_conf.ndf, model_conf.image_size, dropout=model_conf.d_dropout,
-                                  leaky_slope=model_conf.leaky_slope)
-    init_dcgan_weights(generator)
-    init_dcgan_weights(discriminator)
+    generator, discriminator = build_pair(model_conf)
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     return generator.to(device, memory_format=memory_format), discriminator.to(device, memory_format=memory_format)
 
@@ -96,8 +96,11 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
 
     generator, discriminator = build_models(conf.model, device, channels_last)
     opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, device)
-    loss = build_loss(conf.loss.name)
+    loss = build_loss(conf.loss.name, real_label=conf.loss.real_label, gp_weight=conf.loss.gp_weight)
     rng = torch.Generator(device=device).manual_seed(conf.seed + 1)
+    augment = DiffAugment(conf.train.diffaugment, rng) if conf.train.diffaugment else None
+    t = conf.train
+    guard = DivergenceGuard(t.guard, t.guard_patience, t.guard_d_loss, t.guard_g_loss)
     fixed_noise = torch.randn(conf.output.n_samples, conf.model.nz, 1, 1, generator=torch.Generator().manual_seed(conf.seed))
 
     start_epoch = start_step = start_step_in_epoch = 0
@@ -111,28 +114,42 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
             raise AnimeganError(f"{conf.resume} does not match this model/optimizer config ({str(exc).splitlines()[0]}); "
                                 "resume with the config it was trained with") from None
         ckpt.restore_rng(state, rng)
+        guard.load_state_dict(state.get("guard", {}))
         fixed_noise = state["fixed_noise"]
         start_epoch, start_step, start_step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
         log.info("resuming from %s at epoch %d, step %d", conf.resume, start_epoch, start_step)
     fixed_noise = fixed_noise.to(device)
+    ema = GeneratorEMA(generator, conf.train.ema_decay) if conf.train.ema else None
+    if ema is not None and state is not None:
+        if "generator_ema" in state:
+            ema.load_state_dict(state["generator_ema"])
+        else:
+            log.warning("%s has no EMA weights; the average starts from the current generator", conf.resume)
+    shown = ema.module if ema is not None else generator  # what grids and the export show
 
     log.info("device %s, precision %s, channels_last %s | %d images %dx%d | G %.2fM params, D %.2fM params",
              device, "bf16" if autocast_dtype else "fp32", channels_last, len(bank), bank.image_size,
              bank.image_size, count_parameters(generator) / 1e6, count_parameters(discriminator) / 1e6)
+    log.info("loss %s%s | %s", conf.loss.name, f" + R1 gamma {conf.loss.r1_gamma:g}" if conf.loss.r1_gamma else "",
+             ", ".join(_stabilisers(conf)) or "no stabilisers")
     metrics = MetricsLog(run_dir / "metrics.csv")
     metrics.start(resume_step=start_step)
 
     def save_state(path: Path, epoch: int, step: int, step_in_epoch: int) -> None:
+        if guard.diverged:  # never replace the last good checkpoint with a diverged state
+            log.warning("not writing %s: the run is diverged (%s)", path.name, guard.reason)
+            return
         ckpt.save_checkpoint(ckpt.training_state(
             generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, epoch=epoch, step=step,
-            step_in_epoch=step_in_epoch, loop_rng=rng, fixed_noise=fixed_noise, config=config_dict), path)
+            step_in_epoch=step_in_epoch, loop_rng=rng, fixed_noise=fixed_noise, config=config_dict,
+            generator_ema=ema, extra={"guard": guard.state_dict()}), path)
 
     epoch_clock = [time.perf_counter()]
 
     def on_epoch_end(epoch: int, step: int) -> None:
         every = conf.output.sample_every
         if every and (epoch % every == 0 or epoch == conf.epochs):
-            save_image_grid(sample(generator, fixed_noise), samples_dir / f"epoch_{epoch:03d}.png", conf.output.nrow)
+            save_image_grid(sample(shown, fixed_noise), samples_dir / f"epoch_{epoch:03d}.png", conf.output.nrow)
         plot_losses(metrics.path, run_dir / "losses.png")
         save_state(ckpt_dir / "last.pt", epoch, step, 0)
         if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
@@ -144,22 +161,62 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
                  seconds, step, last["loss_D"], last["loss_G"], last["D_x"], last["D_G_z"])
 
     started = time.perf_counter()
+    budget_s = conf.train.max_minutes * 60
+    out_of_time = [False]
+
+    def on_metrics(rows) -> bool:
+        """Append to metrics.csv; True stops the loop (guard in stop mode, or time budget spent)."""
+        metrics.append(rows)
+        stop = guard.observe(rows)
+        if budget_s and time.perf_counter() - started >= budget_s and not out_of_time[0]:
+            out_of_time[0] = True
+            log.info("time budget of %g minutes spent at step %d; stopping", conf.train.max_minutes, int(rows[-1][1]))
+        return stop or out_of_time[0]
+
     step = train(
         generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=loss, bank=bank, rng=rng,
         epochs=conf.epochs, batch_size=conf.batch_size, nz=conf.model.nz, d_steps=conf.train.d_steps,
-        g_steps=conf.train.g_steps, seed=conf.seed, start_epoch=start_epoch, start_step=start_step,
-        start_step_in_epoch=start_step_in_epoch, autocast_dtype=autocast_dtype, channels_last=channels_last,
-        log_every=conf.train.log_every, on_metrics=metrics.append, on_epoch_end=on_epoch_end,
+        g_steps=conf.train.g_steps, instance_noise=conf.train.instance_noise,
+        instance_noise_epochs=conf.train.instance_noise_epochs, augment=augment,
+        r1_gamma=conf.loss.r1_gamma, r1_every=conf.loss.r1_every, ema=ema, seed=conf.seed, start_epoch=start_epoch,
+        start_step=start_step, start_step_in_epoch=start_step_in_epoch, autocast_dtype=autocast_dtype,
+        channels_last=channels_last, log_every=conf.train.log_every, on_metrics=on_metrics, on_epoch_end=on_epoch_end,
         on_step_checkpoint=lambda e, s, k: save_state(ckpt_dir / "last.pt", e, s, k),
         every_n_steps=conf.checkpoint.every_n_steps, show_progress=show_progress,
     )
     elapsed = time.perf_counter() - started
     done_images = (step - start_step) * conf.batch_size
+    stopped_early = step < conf.epochs * bank.batches_per_epoch(conf.batch_size)
+    if stopped_early and conf.output.sample_every:  # the last epoch grid is older than the final state
+        save_image_grid(sample(shown, fixed_noise), samples_dir / "final.png", conf.output.nrow)
+    if conf.output.sample_every and any(samples_dir.glob("*.png")):
+        write_timelapse(samples_dir)
+    log.info("trained %d steps in %.1fs (%.0f images/s)", step - start_step, elapsed, done_images / max(elapsed, 1e-9))
+    if guard.diverged:
+        raise AnimeganError(f"training diverged ({guard.reason}); no generator exported. checkpoints/last.pt holds the "
+                            "last good state: resume it with a lower lr, label smoothing, or another loss")
     export = ckpt_dir / conf.checkpoint.export
-    ckpt.save_checkpoint(ckpt.generator_export(generator, config_dict["model"], epochs=conf.epochs, config=config_dict), export)
-    log.info("trained %d steps in %.1fs (%.0f images/s); generator exported to %s", step - start_step, elapsed,
-             done_images / max(elapsed, 1e-9), export)
+    ckpt.save_checkpoint(ckpt.generator_export(shown, config_dict["model"], epochs=conf.epochs, config=config_dict), export)
+    log.info("generator%s exported to %s", " (EMA weights)" if ema is not None else "", export)
     return export
+
+
+def _stabilisers(conf: TrainConfig) -> list:
+    m, t, out = conf.model, conf.train, []
+    if m.d_spectral_norm or m.g_spectral_norm:
+        out.append("spectral norm in " + " and ".join(n for n, on in (("D", m.d_spectral_norm), ("G", m.g_spectral_norm)) if on))
+    if m.minibatch_std:
+        out.append("minibatch std")
+    if t.ema:
+        out.append(f"EMA of G (decay {t.ema_decay:g})")
+    if t.diffaugment:
+        out.append(f"DiffAugment {','.join(t.diffaugment)}")
+    if conf.loss.real_label < 1:
+        smoothing = conf.loss.name in ("bce", "lsgan")
+        out.append(f"label smoothing {conf.loss.real_label:g}" + ("" if smoothing else f" (ignored by {conf.loss.name})"))
+    if t.instance_noise:
+        out.append(f"instance noise {t.instance_noise:g}")
+    return out
 
 
 @torch.no_grad()

@@ -1,25 +1,29 @@
-"""Load a trained generator from either checkpoint format and draw images from it."""
+"""Load a trained generator from either checkpoint format and draw images from it:
+random faces (optionally truncated latents) and spherical interpolations between them."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List, Optional
 
 import torch
 
 from animegan.checkpoint import generator_weights, load_checkpoint
 from animegan.errors import AnimeganError
-from animegan.models import Generator
+from animegan.models import Generator, build_generator
+
+LATENT_BLOCK = 256  # latents are drawn in blocks of this size, whatever the generation chunk
 
 
 def load_generator(path: Path, device: torch.device) -> Generator:
-    """A Generator in eval mode on `device`, from a generator.pt or a training last.pt.
+    """A Generator in eval mode on `device`, from a generator.pt or a training last.pt
+    (the EMA weights when the run kept them).
 
     Checkpoints are loaded onto the CPU first, so one trained on CUDA works anywhere.
     """
     model, weights = generator_weights(load_checkpoint(path))
     try:
-        generator = Generator(int(model["nz"]), int(model["ngf"]), int(model["image_size"]))
+        generator = build_generator(model)
         generator.load_state_dict(weights)
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
@@ -27,19 +31,75 @@ def load_generator(path: Path, device: torch.device) -> Generator:
     return generator.to(device).eval()
 
 
-@torch.no_grad()
-def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256) -> Iterator[torch.Tensor]:
-    """Yield uint8 images [k, 3, S, S] on the CPU, `chunk` at a time, for n images in all.
+def truncate_(z: torch.Tensor, threshold: float, rng: torch.Generator) -> torch.Tensor:
+    """The truncation trick (Brock et al. 2019, BigGAN): redraw every entry with
+    |z| > threshold until none is left, trading variety for quality. In place; returns z."""
+    if threshold <= 0:
+        raise AnimeganError(f"--truncation must be > 0, got {threshold}")
+    while True:
+        bad = z.abs() > threshold
+        count = int(bad.sum())
+        if count == 0:
+            return z
+        z[bad] = torch.randn(count, generator=rng, dtype=z.dtype)
 
-    The latent vectors come from one CPU generator seeded with `seed`, so the same seed
-    gives the same faces on any device and for any chunk size.
-    """
-    device = next(generator.parameters()).device
+
+def latents(n: int, nz: int, seed: int = 0, truncation: Optional[float] = None) -> Iterator[torch.Tensor]:
+    """Yield n latent vectors [k, nz] on the CPU in blocks of LATENT_BLOCK, from one CPU
+    generator seeded with `seed`: the same seed gives the same latents on any device, for
+    any generation chunk size, with or without a truncation redraw."""
     rng = torch.Generator().manual_seed(seed)
     done = 0
     while done < n:
-        k = min(chunk, n - done)
-        z = torch.randn(k, generator.nz, generator=rng).to(device)
-        images = generator(z).float().clamp(-1, 1)
-        yield images.add(1).mul(127.5).round().to(torch.uint8).cpu()
+        k = min(LATENT_BLOCK, n - done)
+        z = torch.randn(k, nz, generator=rng)
+        yield truncate_(z, truncation, rng) if truncation is not None else z
         done += k
+
+
+def _to_uint8(images: torch.Tensor) -> torch.Tensor:
+    return images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
+
+
+@torch.no_grad()
+def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
+             truncation: Optional[float] = None) -> Iterator[torch.Tensor]:
+    """Yield uint8 images [k, 3, S, S] on the CPU, `chunk` at a time, for n images in all."""
+    device = next(generator.parameters()).device
+    pending: List[torch.Tensor] = []  # latents drawn but not generated yet
+    count = 0
+    for z in latents(n, generator.nz, seed, truncation):
+        pending.append(z)
+        count += len(z)
+        while count >= chunk:
+            z_all = torch.cat(pending)
+            yield _to_uint8(generator(z_all[:chunk].to(device)))
+            pending, count = [z_all[chunk:]], count - chunk
+    if count:
+        yield _to_uint8(generator(torch.cat(pending).to(device)))
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Spherical interpolation (White 2016, "Sampling Generative Networks") between latent
+    vectors a and b [nz] at fractions t [k] -> [k, nz]: intermediate latents keep the norm
+    a Gaussian sample has, unlike a straight line through the low-density centre."""
+    a, b, t = a.double(), b.double(), t.double()[:, None]
+    cos = torch.dot(a / a.norm(), b / b.norm()).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)
+    if omega.abs() < 1e-6:  # (nearly) parallel: the straight line is the arc
+        return ((1 - t) * a + t * b).float()
+    return ((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)).float()
+
+
+@torch.no_grad()
+def interpolate(generator: Generator, keys: int, steps: int, seed: int = 0,
+                truncation: Optional[float] = None) -> torch.Tensor:
+    """A closed latent walk through `keys` random latents (seeded), `steps` frames from each
+    key to the next (the key itself first). uint8 images [keys, steps + 1, 3, S, S]: row i
+    goes from key i to key i+1 (the last row back to key 0), end key included."""
+    device = next(generator.parameters()).device
+    z = torch.cat(list(latents(keys, generator.nz, seed, truncation)))
+    t = torch.arange(steps + 1, dtype=torch.float64) / steps
+    rows = torch.stack([slerp(z[i], z[(i + 1) % keys], t) for i in range(keys)])  # [keys, steps+1, nz]
+    images = generator(rows.flatten(0, 1).to(device))
+    return _to_uint8(images).unflatten(0, (keys, steps + 1))

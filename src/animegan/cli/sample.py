@@ -1,4 +1,5 @@
-"""`animegan-sample`: draw a grid of new faces from a trained generator."""
+"""`animegan-sample`: draw a grid of new faces from a trained generator, or a latent walk
+between them (`--interpolate K`: a PNG grid and an animated GIF)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ def parse_args(argv):
     p = argparse.ArgumentParser(prog="animegan-sample", description="Draw new faces from a trained animegan generator.")
     p.add_argument("--ckpt", required=True,
                    help="generator.pt or a training checkpoint (last.pt); a bare name is also looked up in ./checkpoints/")
-    p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+    p.add_argument("--n", type=int, default=None,
+                   help="number of images (default 64); with --interpolate the number of key faces (default 8)")
     p.add_argument("--out", type=Path, default=None,
                    help="PNG grid to write (default: beside the checkpoint, <name>-n<N>-seed<S>.png)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same faces")
@@ -25,6 +27,12 @@ def parse_args(argv):
     p.add_argument("--save-individual", type=Path, default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--batch", type=int, default=256, help="images generated at a time (bounds memory)")
+    p.add_argument("--truncation", type=float, default=None, metavar="T",
+                   help="truncation trick: redraw latent entries with |z| > T (e.g. 1.0: less variety, fewer odd faces)")
+    p.add_argument("--interpolate", type=int, default=None, metavar="K",
+                   help="spherical interpolation: K steps from each of --n key faces to the next; writes a PNG grid "
+                        "(one row per transition) and an animated GIF of the closed walk beside it")
+    p.add_argument("--frame-ms", type=int, default=80, help="--interpolate: milliseconds per GIF frame (default 80)")
     return p.parse_args(argv)
 
 
@@ -47,14 +55,26 @@ def main(argv=None) -> None:
 
 def run(args) -> None:
     started = time.perf_counter()
+    if args.n is None:
+        args.n = 8 if args.interpolate else 64
     if args.n < 1 or args.batch < 1 or (args.nrow is not None and args.nrow < 1):
         raise AnimeganError("--n, --batch and --nrow must be >= 1")
+    if args.truncation is not None and args.truncation <= 0:
+        raise AnimeganError("--truncation must be > 0 (e.g. 1.0)")
+    if args.interpolate is not None:
+        if args.interpolate < 1 or args.frame_ms < 1:
+            raise AnimeganError("--interpolate and --frame-ms must be >= 1")
+        if args.n < 2:
+            raise AnimeganError("--interpolate needs --n >= 2 key faces")
+        if args.n * (args.interpolate + 1) > MAX_GRID:
+            raise AnimeganError(f"--n {args.n} x (--interpolate {args.interpolate} + 1) images is more than one grid "
+                                f"holds ({MAX_GRID}); use fewer keys or steps")
     if args.n > MAX_GRID and not args.save_individual:
         raise AnimeganError(f"--n {args.n} is more than one grid holds ({MAX_GRID}); add --save-individual DIR "
                             f"to write every image as its own file (the grid then shows the first {MAX_GRID})")
     import torch
     from PIL import Image
-    from torchvision.utils import make_grid
+    from animegan.artefacts import tile_images
 
     from animegan.run import select_device
     from animegan.sampling import generate, load_generator
@@ -62,11 +82,18 @@ def run(args) -> None:
     ckpt = resolve_checkpoint(args.ckpt)
     device = select_device(args.device)
     generator = load_generator(ckpt, device)
-    out = args.out or ckpt.with_name(f"{ckpt.stem}-n{args.n}-seed{args.seed}.png")
+    trunc = f"-trunc{args.truncation:g}" if args.truncation is not None else ""
+    if args.interpolate is not None:
+        out = args.out or ckpt.with_name(f"{ckpt.stem}-interp{args.interpolate}-n{args.n}-seed{args.seed}{trunc}.png")
+        write_interpolation(generator, args, out)
+        print(f"wrote {out} and {out.with_suffix('.gif')} ({args.n} keys x {args.interpolate} steps, "
+              f"{time.perf_counter() - started:.2f}s)")
+        return
+    out = args.out or ckpt.with_name(f"{ckpt.stem}-n{args.n}-seed{args.seed}{trunc}.png")
     if args.save_individual:
         args.save_individual.mkdir(parents=True, exist_ok=True)
     chunks, done = [], 0
-    for images in generate(generator, args.n, seed=args.seed, chunk=args.batch):
+    for images in generate(generator, args.n, seed=args.seed, chunk=args.batch, truncation=args.truncation):
         if done < MAX_GRID:
             chunks.append(images[: MAX_GRID - done])
         if args.save_individual:
@@ -75,9 +102,29 @@ def run(args) -> None:
         done += len(images)
     images = torch.cat(chunks)
     nrow = args.nrow or max(1, int(round(len(images) ** 0.5)))
-    grid = make_grid(images, nrow=nrow, padding=2).permute(1, 2, 0).numpy()
+    grid = tile_images(images, nrow)
     out.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(grid).save(out)
     print(f"wrote {out} ({len(images)} images, {time.perf_counter() - started:.2f}s)")
     if args.save_individual:
         print(f"wrote {args.n} images to {args.save_individual}/")
+
+
+def write_interpolation(generator, args, out: Path) -> None:
+    """The grid (row i: key i -> key i+1, end key included) and the GIF of the whole closed
+    walk (every row without its end key, so the loop has no repeated frame)."""
+    from PIL import Image
+    from animegan.artefacts import tile_images
+
+    from animegan.gif import save_gif
+    from animegan.sampling import interpolate
+
+    if args.save_individual:
+        raise AnimeganError("--save-individual does not combine with --interpolate")
+    walk = interpolate(generator, args.n, args.interpolate, seed=args.seed, truncation=args.truncation)
+    keys, cols = walk.shape[:2]
+    grid = tile_images(walk.flatten(0, 1), args.nrow or cols)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(grid).save(out)
+    frames = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in walk[:, :-1].flatten(0, 1)]
+    save_gif(frames, out.with_suffix(".gif"), frame_ms=args.frame_ms)

@@ -6,9 +6,25 @@ import torch
 from torch import nn
 
 
+class MinibatchStd(nn.Module):
+    """Appends one feature map holding the standard deviation of the features across the
+    batch, averaged to a single number (Karras et al. 2018, "Progressive Growing of GANs").
+    A batch of look-alike fakes has a lower std than a batch of real faces, so D can
+    penalise G for mode collapse. D sees real and fake images in separate batches here,
+    which makes the statistic as telling as it can be."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        std = x.float().var(dim=0, unbiased=False).add(1e-8).sqrt().mean().to(x.dtype)
+        return torch.cat([x, std.expand(x.shape[0], 1, *x.shape[2:])], dim=1)
+
+
 class Discriminator(nn.Module):
     """Maps images [N, 3, S, S] to logits [N]. No Sigmoid: the loss works on logits,
-    which is numerically safe and allowed under autocast."""
+    which is numerically safe and allowed under autocast.
+
+    Options: `dropout` after each block, `leaky_slope`, `batchnorm=False` (no BatchNorm,
+    e.g. with spectral norm or a gradient penalty), `minibatch_std` before the last conv.
+    """
 
     def __init__(
         self,
@@ -17,6 +33,8 @@ class Discriminator(nn.Module):
         channels: int = 3,
         dropout: float = 0.0,
         leaky_slope: float = 0.2,
+        batchnorm: bool = True,
+        minibatch_std: bool = False,
     ):
         super().__init__()
         stages = int(math.log2(image_size)) - 2  # image_size -> 4x4
@@ -30,9 +48,12 @@ class Discriminator(nn.Module):
         layers = [nn.Conv2d(channels, ndf, 4, 2, 1, bias=False), *act()]
         width = ndf
         for _ in range(stages - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(width * 2), *act()]
+            norm = [nn.BatchNorm2d(width * 2)] if batchnorm else []
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=not batchnorm), *norm, *act()]
             width *= 2
-        layers += [nn.Conv2d(width, 1, 4, 1, 0, bias=False)]  # 4x4 -> 1x1 logit
+        if minibatch_std:
+            layers += [MinibatchStd()]
+        layers += [nn.Conv2d(width + int(minibatch_std), 1, 4, 1, 0, bias=False)]  # 4x4 -> 1x1 logit
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

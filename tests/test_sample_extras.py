@@ -1,0 +1,90 @@
+"""animegan-sample --interpolate / --truncation, slerp, and the run's timelapse GIF."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image
+
+from animegan.run import run_training
+from animegan.sampling import generate, interpolate, latents, load_generator, slerp, truncate_
+from conftest import run_cli, tiny_conf
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("run")
+    torch.set_num_threads(1)
+    run_training(tiny_conf("epochs=3", "dataset.num_images=32"), run_dir, show_progress=False)
+    return run_dir
+
+
+def test_slerp_ends_at_the_keys_and_keeps_the_norm_of_orthogonal_keys():
+    a, b = torch.tensor([1.0, 0.0, 0.0]), torch.tensor([0.0, 1.0, 0.0])
+    path = slerp(a, b, torch.linspace(0, 1, 5))
+    assert torch.allclose(path[0], a, atol=1e-6) and torch.allclose(path[-1], b, atol=1e-6)
+    assert torch.allclose(path.norm(dim=1), torch.ones(5), atol=1e-6)  # on the arc, not the chord
+    assert torch.allclose(path[2], torch.tensor([2 ** -0.5, 2 ** -0.5, 0.0]), atol=1e-6)
+    same = slerp(a, 2 * a, torch.tensor([0.5]))  # parallel keys: the straight line
+    assert torch.allclose(same[0], 1.5 * a)
+
+
+def test_truncation_redraws_large_entries_deterministically():
+    z = truncate_(torch.randn(200, 100, generator=torch.Generator().manual_seed(0)), 0.7, torch.Generator().manual_seed(1))
+    assert z.abs().max() <= 0.7
+    a = torch.cat(list(latents(600, 100, seed=2, truncation=1.0)))
+    b = torch.cat(list(latents(600, 100, seed=2, truncation=1.0)))
+    assert torch.equal(a, b) and a.abs().max() <= 1.0
+    plain = torch.cat(list(latents(600, 100, seed=2)))
+    assert plain.abs().max() > 2.5  # untouched without it
+
+
+def test_truncated_faces_do_not_depend_on_the_chunk_size(trained):
+    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu"))
+    a = torch.cat(list(generate(g, 300, seed=5, chunk=64, truncation=0.5)))
+    b = torch.cat(list(generate(g, 300, seed=5, chunk=300, truncation=0.5)))
+    assert torch.equal(a, b)
+
+
+def test_interpolation_rows_start_and_end_at_the_key_faces(trained):
+    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu"))
+    walk = interpolate(g, keys=3, steps=4, seed=1)
+    assert walk.shape == (3, 5, 3, 64, 64) and walk.dtype == torch.uint8
+    keys = torch.cat(list(generate(g, 3, seed=1)))
+    for i in range(3):
+        assert torch.equal(walk[i, 0], keys[i]) and torch.equal(walk[i, -1], keys[(i + 1) % 3])
+
+
+def test_cli_interpolate_writes_a_grid_and_a_gif(trained, tmp_path):
+    out = tmp_path / "walk.png"
+    result = run_cli("animegan-sample", ["--ckpt", str(trained / "checkpoints" / "generator.pt"), "--interpolate", "4",
+                                         "--n", "3", "--out", str(out), "--device", "cpu", "--truncation", "1.5"],
+                     cwd=tmp_path, check=True)
+    assert "walk.gif" in result.stdout
+    assert Image.open(out).size == (5 * 66 + 2, 3 * 66 + 2)  # 3 transitions x (4 steps + end key)
+    gif = Image.open(tmp_path / "walk.gif")
+    assert gif.n_frames == 3 * 4 and gif.size == (64, 64) and gif.info.get("loop") == 0
+
+
+def test_cli_truncation_and_bad_values(trained, tmp_path):
+    ckpt = str(trained / "checkpoints" / "generator.pt")
+    run_cli("animegan-sample", ["--ckpt", ckpt, "--n", "4", "--truncation", "0.8", "--out", "t.png"],
+            cwd=tmp_path, check=True)
+    assert Image.open(tmp_path / "t.png").size == (2 * 66 + 2, 2 * 66 + 2)
+    for args, match in ((["--truncation", "0"], "--truncation"), (["--interpolate", "3", "--n", "1"], "--n >= 2")):
+        result = run_cli("animegan-sample", ["--ckpt", ckpt, *args], cwd=tmp_path)
+        assert result.returncode == 2 and match in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_run_ends_with_a_timelapse_of_its_grids(trained):
+    gif = Image.open(trained / "samples" / "timelapse.gif")
+    assert gif.n_frames == 3 and gif.size == Image.open(trained / "samples" / "epoch_003.png").size
+
+
+def test_spectral_norm_generator_with_ema_samples_the_same_from_both_checkpoints(tmp_path):
+    run_training(tiny_conf("model.g_spectral_norm=true", "model.g_dropout=0.2", "model.g_leaky_slope=0.1",
+                           "train.ema=true"), tmp_path, show_progress=False)
+    cpu = torch.device("cpu")
+    a = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "generator.pt", cpu), 6, seed=2)))
+    b = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "last.pt", cpu), 6, seed=2)))
+    assert torch.equal(a, b) and a.float().std() > 1

@@ -1,0 +1,271 @@
+"""Spectral norm, EMA, DiffAugment, minibatch std, generator options, the divergence guard,
+the time budget, and exact resume with the stabilisers on."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from animegan import augment
+from animegan.augment import DiffAugment
+from animegan.data import ImageBank
+from animegan.ema import GeneratorEMA
+from animegan.errors import AnimeganError
+from animegan.guard import DivergenceGuard
+from animegan.loop import train
+from animegan.losses import build_loss
+from animegan.models import Discriminator, Generator, MinibatchStd, build_discriminator, build_generator
+from animegan.optimizers import build_optimizers
+from animegan.run import build_models, run_training
+from conftest import load_state, tiny_conf
+from test_training import _assert_same_weights, _rows, _tensors
+
+# ---------------------------------------------------------------- spectral norm
+
+
+def test_spectral_norm_bounds_every_conv_of_d_and_optionally_g():
+    conf = tiny_conf("model.d_spectral_norm=true", "model.g_spectral_norm=true", "model.d_batchnorm=false").model
+    d, g = build_discriminator(conf), build_generator(conf)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    assert all(torch.nn.utils.parametrize.is_parametrized(m, "weight")
+               for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in d.modules())
+    x = torch.randn(4, 3, 64, 64)
+    for _ in range(30):  # power iterations run in training forwards
+        d(x)
+    for m in convs:
+        sigma = torch.linalg.matrix_norm(m.weight.detach().flatten(1), ord=2)
+        assert sigma.item() == pytest.approx(1.0, abs=0.05)
+
+
+def test_spectral_norm_is_off_by_default():
+    d = build_discriminator(tiny_conf().model)
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m) for m in d.modules())
+
+
+# ---------------------------------------------------------------- EMA
+
+
+def test_ema_arithmetic_with_warmup():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.BatchNorm1d(2))
+    ema = GeneratorEMA(model, decay=0.9)
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    assert ema.decay_at(0) == pytest.approx(0.1) and ema.decay_at(10_000) == 0.9  # warm-up, then the decay
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    model(torch.randn(8, 3))  # moves BN running stats and its integer counter
+    ema.update(model, step=10_000)
+    now = model.state_dict()
+    for key, value in ema.state_dict().items():
+        if value.is_floating_point():  # parameters and running stats: 0.9 old + 0.1 new
+            assert torch.allclose(value, 0.9 * start[key] + 0.1 * now[key], atol=1e-6), key
+        else:  # num_batches_tracked is copied
+            assert torch.equal(value, now[key])
+    d0 = ema.decay_at(0)
+    before = {k: v.clone() for k, v in ema.state_dict().items()}
+    ema.update(model, step=0)
+    w = "0.weight"
+    assert torch.allclose(ema.state_dict()[w], d0 * before[w] + (1 - d0) * now[w], atol=1e-6)
+    assert all(not p.requires_grad for p in ema.module.parameters())
+
+
+def test_ema_run_exports_and_samples_the_averaged_weights(tmp_path):
+    run_training(tiny_conf("train.ema=true", "train.ema_decay=0.5"), tmp_path, show_progress=False)
+    last = load_state(tmp_path / "checkpoints" / "last.pt")
+    export = load_state(tmp_path / "checkpoints" / "generator.pt")
+    assert set(last["generator_ema"]) == set(last["generator"])
+    for key, value in export["state_dict"].items():
+        assert torch.equal(value, last["generator_ema"][key].float())
+    differs = [k for k in last["generator"] if last["generator"][k].is_floating_point()
+               and not torch.equal(last["generator"][k], last["generator_ema"][k])]
+    assert differs  # the average is not the live generator
+
+
+# ---------------------------------------------------------------- DiffAugment
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_diffaugment_keeps_shape_and_lets_gradients_through(policy):
+    x = torch.rand(6, 3, 32, 32).mul(2).sub(1).requires_grad_(True)
+    y = DiffAugment(policy, torch.Generator().manual_seed(0))(x)
+    assert y.shape == x.shape and not torch.equal(y, x)
+    y.square().sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+def test_diffaugment_draws_the_same_transform_for_any_content(policy):
+    """Its random parameters depend on the batch shape and the generator, never on the
+    pixels: from the same generator state a real and a fake batch get the same per-image
+    transforms. Each transform is affine in the image for fixed parameters, so
+    A(a) + A(b) - A(0) == A(a + b) holds exactly when the parameters match."""
+    a, b = torch.rand(5, 3, 16, 16), torch.rand(5, 3, 16, 16)
+
+    def aug(x):
+        return DiffAugment(policy, torch.Generator().manual_seed(3))(x)
+
+    assert torch.allclose(aug(a) + aug(b) - aug(torch.zeros_like(a)), aug(a + b), atol=1e-5)
+    other = DiffAugment(policy, torch.Generator().manual_seed(4))(a)
+    assert not torch.allclose(other, aug(a))  # and per draw, fresh parameters
+
+
+def test_translation_and_cutout_geometry():
+    x = torch.ones(64, 1, 64, 64)
+    rng = torch.Generator().manual_seed(0)
+    zeros = (augment.cutout(x, rng) == 0).flatten(1).sum(1)
+    assert zeros.max() == 32 * 32 and zeros.min() >= 16 * 16  # a 32x32 square, clipped at the border
+    shifted = augment.translation(x, rng)
+    blank_rows = (shifted[:, 0] == 0).all(2).sum(1)
+    assert blank_rows.max() <= 8 and (shifted == 1).any()  # at most 1/8 of the size, zero padded
+
+
+def test_unknown_transform_is_refused():
+    with pytest.raises(ValueError, match="available"):
+        DiffAugment("color,zoom", torch.Generator())
+    with pytest.raises(AnimeganError, match="train.diffaugment"):
+        tiny_conf("train.diffaugment=[zoom]")
+
+
+def test_the_loop_augments_every_d_input_real_and_fake_with_one_policy():
+    conf = tiny_conf("train.instance_noise=0")
+    torch.manual_seed(0)
+    generator, discriminator = build_models(conf.model, torch.device("cpu"))
+    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, torch.device("cpu"))
+    rng = torch.Generator().manual_seed(1)
+    inner = DiffAugment("color,translation,cutout", rng)
+    seen, fed = [], []
+
+    def recording(x):
+        seen.append(x)
+        out = inner(x)
+        fed.append(out)
+        return out
+
+    def d_forward(module, args):
+        assert any(args[0] is f for f in fed), "D got an input that was not augmented"
+
+    discriminator.register_forward_pre_hook(d_forward)
+    images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8)
+    bank = ImageBank(images, flip=False)
+    train(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"),
+          bank=bank, rng=rng, epochs=1, batch_size=16, nz=conf.model.nz, augment=recording, log_every=1,
+          show_progress=False)
+    assert len(seen) == 2 * 3  # per step: the real batch, the detached fakes (D), the fakes (G)
+    reals = [x for x in seen if not x.requires_grad and x.min() >= -1 and x.max() <= 1 and x.std() > 0.5]
+    assert len(reals) >= 2  # uniform noise images: the two real batches are among the inputs
+
+
+# ---------------------------------------------------------------- architecture options
+
+
+def test_minibatch_std_adds_one_channel_that_sees_batch_variety():
+    layer = MinibatchStd()
+    same = torch.ones(4, 8, 4, 4)
+    varied = torch.randn(4, 8, 4, 4)
+    assert layer(same).shape == (4, 9, 4, 4) and layer(same)[:, -1].abs().max() < 1e-3
+    assert layer(varied)[:, -1].mean() > 0.5
+    d = Discriminator(ndf=8, image_size=32, minibatch_std=True)
+    assert d(torch.randn(3, 3, 32, 32)).shape == (3,)
+
+
+def test_generator_dropout_and_leaky_relu():
+    g = Generator(nz=16, ngf=8, image_size=32, dropout=0.25, leaky_slope=0.1)
+    assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.25 for m in g.modules())
+    assert all(m.negative_slope == 0.1 for m in g.modules() if isinstance(m, torch.nn.LeakyReLU))
+    assert not any(isinstance(m, torch.nn.ReLU) for m in g.modules())
+    g.eval()
+    z = torch.randn(2, 16)
+    assert torch.equal(g(z), g(z))  # dropout is off when sampling
+
+
+# ---------------------------------------------------------------- divergence guard
+
+
+def test_guard_spots_nan_and_collapse_on_logged_rows():
+    guard = DivergenceGuard("warn", patience=3, d_loss=1e-3, g_loss=10.0)
+    assert not guard.observe([[1, 1, 0.5, 2.0, 0.6, 0.4], [1, 2, 1e-4, 50.0, 1.0, 0.0]])
+    assert not guard.diverged and guard.streak == 1
+    guard.observe([[1, 3, 1e-4, 60.0, 1.0, 0.0], [1, 4, 2e-4, 80.0, 1.0, 0.0]])
+    assert guard.diverged and "collapse at step 4" in guard.reason
+    guard.observe([[1, 5, 0.4, 3.0, 0.6, 0.3]])  # the collapse ends: checkpoints are allowed again
+    assert not guard.diverged
+    stop = DivergenceGuard("stop", patience=3)
+    assert stop.observe([[1, 1, float("nan"), 1.0, 0.5, 0.5]]) and "NaN/inf loss at step 1" in stop.reason
+    assert not DivergenceGuard("off").observe([[1, 1, float("inf"), 1.0, 0.5, 0.5]])
+
+
+def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    import animegan.run as run_module
+
+    real_build = run_module.build_loss
+
+    def poisoned(*args, **kwargs):
+        loss = real_build(*args, **kwargs)
+        calls = [0]
+        generator_loss = loss.generator
+
+        def generator(fake_logits):
+            calls[0] += 1
+            value = generator_loss(fake_logits)
+            return value * float("nan") if calls[0] >= 5 else value  # step 5 blows up
+
+        loss.generator = generator
+        return loss
+
+    monkeypatch.setattr(run_module, "build_loss", poisoned)
+    conf = tiny_conf("train.guard=stop", "dataset.num_images=160", "checkpoint.every_n_steps=1", "train.log_every=4")
+    with pytest.raises(AnimeganError, match="diverged"):
+        run_training(conf, tmp_path, show_progress=False)
+    last = load_state(tmp_path / "checkpoints" / "last.pt")
+    assert last["step"] == 4  # written before the blow-up; nothing after it
+    assert all(torch.isfinite(v).all() for v in _tensors(last["generator"]).values() if v.is_floating_point())
+    assert not (tmp_path / "checkpoints" / "generator.pt").exists()
+    assert (tmp_path / "samples" / "final.png").is_file()
+
+
+# ---------------------------------------------------------------- time budget and exact resume
+
+
+def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_exactly(tmp_path):
+    budget, straight = tmp_path / "budget", tmp_path / "straight"
+    switches = ["epochs=2", "train.log_every=2"]
+    run_training(tiny_conf(*switches), straight, show_progress=False)
+    run_training(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
+    last = load_state(budget / "checkpoints" / "last.pt")
+    assert (last["step"], last["step_in_epoch"]) == (2, 2)  # stopped after the first log window
+    assert (budget / "samples" / "final.png").is_file() and (budget / "checkpoints" / "generator.pt").is_file()
+    assert (budget / "samples" / "timelapse.gif").is_file()
+    resume = str(budget / "checkpoints" / "last.pt")
+    run_training(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
+    _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
+
+
+STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", "loss.r1_gamma=1.0", "loss.r1_every=2",
+              "model.d_spectral_norm=true", "model.minibatch_std=true"]
+
+
+def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_training(tiny_conf("epochs=2", *STABILISED), straight, show_progress=False)
+    run_training(tiny_conf("epochs=1", *STABILISED), split, show_progress=False)
+    resume = str(split / "checkpoints" / "last.pt")
+    run_training(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
+    a, b = straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt"
+    _assert_same_weights(a, b)
+    ema_a, ema_b = load_state(a)["generator_ema"], load_state(b)["generator_ema"]
+    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
+    assert _rows(straight) == _rows(split)
+    assert all(math.isfinite(float(r["loss_D"])) for r in _rows(split))
+
+
+def test_wgan_gp_with_more_critic_steps_resumes_exactly(tmp_path):
+    opts = ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false", "train.diffaugment=[translation]"]
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    run_training(tiny_conf("epochs=2", *opts), straight, show_progress=False)
+    run_training(tiny_conf("epochs=1", *opts), split, show_progress=False)
+    run_training(tiny_conf(f"resume={split / 'checkpoints' / 'last.pt'}", "epochs=2"), split, show_progress=False)
+    _assert_same_weights(straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt")
