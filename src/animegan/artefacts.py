@@ -63,8 +63,8 @@ def tile_images(images: torch.Tensor, nrow: int = 8, padding: int = 2) -> np.nda
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    """Images in [-1, 1] -> uint8 in [0, 255]."""
-    return images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    """Images in [-1, 1] (any device) -> uint8 in [0, 255] on the CPU."""
+    return images.detach().float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
 
 
 def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:

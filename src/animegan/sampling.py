@@ -8,6 +8,7 @@ from typing import Iterator, List, Optional
 
 import torch
 
+from animegan.artefacts import to_uint8
 from animegan.checkpoint import generator_weights, load_checkpoint
 from animegan.errors import AnimeganError
 from animegan.models import Generator, build_generator
@@ -57,9 +58,6 @@ def latents(n: int, nz: int, seed: int = 0, truncation: Optional[float] = None) 
         done += k
 
 
-def _to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.float().clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8).cpu()
-
 
 @torch.no_grad()
 def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
@@ -73,10 +71,10 @@ def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
         count += len(z)
         while count >= chunk:
             z_all = torch.cat(pending)
-            yield _to_uint8(generator(z_all[:chunk].to(device)))
+            yield to_uint8(generator(z_all[:chunk].to(device)))
             pending, count = [z_all[chunk:]], count - chunk
     if count:
-        yield _to_uint8(generator(torch.cat(pending).to(device)))
+        yield to_uint8(generator(torch.cat(pending).to(device)))
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -102,4 +100,4 @@ def interpolate(generator: Generator, keys: int, steps: int, seed: int = 0,
     t = torch.arange(steps + 1, dtype=torch.float64) / steps
     rows = torch.stack([slerp(z[i], z[(i + 1) % keys], t) for i in range(keys)])  # [keys, steps+1, nz]
     images = generator(rows.flatten(0, 1).to(device))
-    return _to_uint8(images).unflatten(0, (keys, steps + 1))
+    return to_uint8(images).unflatten(0, (keys, steps + 1))
