@@ -62,6 +62,14 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     return obj
 
 
+def load_training_state(path: Path) -> Dict[str, Any]:
+    """Like load_checkpoint, but only a training checkpoint (what resume needs) is accepted."""
+    state = load_checkpoint(path)
+    if state["format"] != TRAINING_FORMAT:
+        raise AnimeganError(f"{path} is a generator-only export; resume needs a training checkpoint (checkpoints/last.pt)")
+    return state
+
+
 def training_state(
     *, generator, discriminator, opt_g, opt_d, epoch: int, step: int, step_in_epoch: int,
     loop_rng: torch.Generator, fixed_noise: torch.Tensor, config: dict,

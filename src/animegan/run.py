@@ -82,9 +82,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
         keep_freed_memory()
     config_dict = to_dict(conf)
 
-    state = ckpt.load_checkpoint(Path(conf.resume)) if conf.resume else None
-    if state is not None and state["format"] != ckpt.TRAINING_FORMAT:
-        raise AnimeganError(f"{conf.resume} is a generator-only export; resume needs a training checkpoint (checkpoints/last.pt)")
+    state = ckpt.load_training_state(Path(conf.resume)) if conf.resume else None
 
     torch.manual_seed(conf.seed)  # model weights (and dropout) depend on the seed alone
     if device.type == "cuda":

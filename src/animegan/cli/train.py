@@ -21,7 +21,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from animegan.checkpoint import TRAINING_FORMAT, load_checkpoint
+from animegan.checkpoint import load_training_state
 from animegan.cli import fail
 from animegan.cli.local_configs import register_local_configs
 from animegan.config import TrainConfig, validate
@@ -121,9 +121,7 @@ def resolve_config(cfg: DictConfig, overrides: List[str]) -> TrainConfig:
     conf = validate(cfg)
     if not conf.resume:
         return conf
-    state = load_checkpoint(Path(conf.resume))
-    if state["format"] != TRAINING_FORMAT:
-        raise AnimeganError(f"{conf.resume} is a generator-only export; resume needs a training checkpoint (checkpoints/last.pt)")
+    state = load_training_state(Path(conf.resume))
     saved = OmegaConf.create(state["config"])
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
