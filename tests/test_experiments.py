@@ -11,12 +11,13 @@ import torch
 import animegan
 from animegan.models import build_discriminator, build_generator, count_parameters
 from animegan.run import run_training
-from conftest import tiny_conf
+from conftest import standin_eval, tiny_conf
 
 EXPERIMENTS = Path(animegan.__file__).parent / "configs" / "experiment"
 if not EXPERIMENTS.is_dir():  # editable install: the configs live at the repository root
     EXPERIMENTS = Path(__file__).parents[1] / "configs" / "experiment"
 NAMES = ["oulu", "nyu", "afg", "gochiusa", "naruto", "recommended"]
+REAL_DATA = ["oulu", "nyu", "afg", "gochiusa", "naruto"]  # tied to a dataset: FID is tracked
 ON_SYNTHETIC = ["dataset=synthetic", "dataset.num_images=64"]
 
 
@@ -37,11 +38,20 @@ def test_every_experiment_file_is_listed_and_states_its_source():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_experiment_runs_a_few_steps(tmp_path, name):
-    conf = tiny_conf(f"experiment={name}", *ON_SYNTHETIC)
+    conf = tiny_conf(f"experiment={name}", *ON_SYNTHETIC, *standin_eval(tmp_path / "stats"))
     export = run_training(conf, tmp_path, show_progress=False)
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 4 and export.is_file()
+    assert (tmp_path / "checkpoints" / "best.pt").is_file() == (name in REAL_DATA)  # evaluated at the last epoch
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+def test_real_data_experiments_track_fid_and_keep_the_best():
+    for name in NAMES:
+        c = compose(name)
+        assert (c.eval.every_n_epochs > 0) == (name in REAL_DATA), name
+        if name in REAL_DATA:
+            assert c.eval.feature_extractor == "inception-v3-compat" and c.eval.n >= 5000, name
 
 
 def test_oulu():
@@ -59,7 +69,8 @@ def test_nyu_updates_g_twice_per_d_step():
 def test_afg_exports_afg_pt(tmp_path):
     c = compose("afg")
     assert c.epochs == 33 and c.checkpoint.export == "afg.pt"
-    run_training(tiny_conf("experiment=afg", *ON_SYNTHETIC), tmp_path, show_progress=False)
+    run_training(tiny_conf("experiment=afg", *ON_SYNTHETIC, *standin_eval(tmp_path / "stats")), tmp_path,
+                 show_progress=False)
     assert (tmp_path / "checkpoints" / "afg.pt").is_file()
 
 

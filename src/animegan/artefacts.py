@@ -11,11 +11,14 @@ import torch
 
 from animegan.files import atomic_replace
 
-METRIC_COLUMNS = ("epoch", "step", "loss_D", "loss_G", "D_x", "D_G_z")
+LOSS_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
+EVAL_COLUMNS = ("fid", "kid", "kid_std")
+METRIC_COLUMNS = ("epoch", "step", *LOSS_COLUMNS, *EVAL_COLUMNS)
 
 
 class MetricsLog:
-    """metrics.csv, one row per training step, appended as the run goes."""
+    """metrics.csv, appended as the run goes: one row per training step (loss columns),
+    plus one row per FID/KID evaluation (eval columns); the other cells stay empty."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
@@ -32,11 +35,21 @@ class MetricsLog:
         with open(self.path, "a", newline="") as f:
             writer = csv.writer(f)
             for epoch, step, *values in rows:
-                writer.writerow([int(epoch), int(step), *(f"{v:.5f}" for v in values)])
+                writer.writerow([int(epoch), int(step), *(f"{v:.5f}" for v in values), *[""] * len(EVAL_COLUMNS)])
+
+    def append_eval(self, epoch: int, step: int, fid: float, kid: float, kid_std: float) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.writer(f).writerow([epoch, step, *[""] * len(LOSS_COLUMNS), f"{fid:.4f}", f"{kid:.6f}", f"{kid_std:.6f}"])
 
     def read(self) -> List[dict]:
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
+
+    def loss_rows(self) -> List[dict]:
+        return [r for r in self.read() if r.get("loss_D")]
+
+    def eval_rows(self) -> List[dict]:
+        return [r for r in self.read() if r.get("fid")]
 
     @staticmethod
     def _write(path: Path, rows: List[dict]) -> None:
@@ -76,24 +89,32 @@ def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
 
 
 def plot_losses(metrics_csv: Path, out_png: Path) -> None:
-    """Draw the G and D loss curves (raw and smoothed) against the step."""
+    """Draw the G and D loss curves (raw and smoothed) against the step, and FID below
+    them when the run evaluates it."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display needed, and never pops a window
     import matplotlib.pyplot as plt
 
-    rows = MetricsLog(metrics_csv).read()
+    log = MetricsLog(metrics_csv)
+    rows, evals = log.loss_rows(), log.eval_rows()
     if not rows:
         return
     steps = [int(r["step"]) for r in rows]
-    fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
+    if evals:
+        fig, (ax, ax_fid) = plt.subplots(2, 1, figsize=(9, 7), dpi=100, sharex=True, height_ratios=(2, 1))
+        ax_fid.plot([int(r["step"]) for r in evals], [float(r["fid"]) for r in evals], "o-", color="tab:green")
+        ax_fid.set_ylabel("FID (lower is better)")
+        ax_fid.grid(alpha=0.3)
+    else:
+        fig, ax = plt.subplots(figsize=(9, 4.5), dpi=100)
     for key, colour, label in (("loss_D", "tab:blue", "discriminator"), ("loss_G", "tab:orange", "generator")):
         values = torch.tensor([float(r[key]) for r in rows])
         ax.plot(steps, values, color=colour, alpha=0.25, linewidth=0.8)
         window = max(1, len(values) // 50)  # smooth over ~2% of the run
         smooth = torch.nn.functional.avg_pool1d(values[None, None], window, 1, padding=0)[0, 0]
         ax.plot(steps[window - 1:], smooth, color=colour, linewidth=1.8, label=f"{label} ({key})")
-    ax.set_xlabel("step")
+    (ax_fid if evals else ax).set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title("GAN losses (thin: every step, thick: moving average)")
     ax.grid(alpha=0.3)

@@ -122,6 +122,22 @@ class CheckpointConfig:
 
 
 @dataclass
+class EvalConfig:
+    every_n_epochs: int = 0  # training: FID/KID every N epochs, keeping checkpoints/best.pt (0: off)
+    n: int = 10000  # generated images per evaluation (the literature's FID uses 50000)
+    n_real: int = 0  # real images in the reference statistics (0: the whole dataset)
+    patience: int = 0  # training: stop after this many evaluations without a better FID (0: never)
+    feature_extractor: str = "inception-v3-compat"  # a torch-fidelity extractor; the standard FID network
+    inception_weights: Optional[str] = None  # path of weights-inception-2015-12-05-6726825d.pth (None: torch hub cache, downloaded once)
+    download_timeout: float = 30.0  # seconds without progress before a weights download gives up
+    stats_dir: Optional[str] = None  # reference feature cache (None: ~/.cache/animegan/fid-reference)
+    kid_subset_size: int = 1000  # images per KID subset (capped at n and n_real)
+    kid_subsets: int = 100  # KID subsets averaged (mean +- std reported)
+    batch_size: int = 64  # images through the feature extractor at a time
+    seed: int = 0  # latent seed of the generated images (and of the KID subsets)
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -130,6 +146,7 @@ class TrainConfig:
     train: LoopConfig = field(default_factory=LoopConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     epochs: int = 8
     batch_size: int = 128
     seed: int = 0
@@ -262,3 +279,17 @@ def _check_values(c: TrainConfig) -> None:
         bool(k.export) and "/" not in k.export and k.export.endswith(".pt"),
         "checkpoint.export", k.export, "a file name ending in .pt (written in <run>/checkpoints/)",
     )
+
+    e = c.eval
+    _require(e.every_n_epochs >= 0, "eval.every_n_epochs", e.every_n_epochs, "must be >= 0 (0: no evaluation while training)")
+    _require(e.n >= 2, "eval.n", e.n, "must be >= 2 generated images (FID needs a covariance; 10000 is usual)")
+    _require(e.n_real >= 0, "eval.n_real", e.n_real, "must be >= 0 (0: every image of the dataset)")
+    _require(e.n_real != 1, "eval.n_real", e.n_real, "must be 0 (all) or >= 2 images")
+    _require(e.patience >= 0, "eval.patience", e.patience, "must be >= 0 evaluations (0: never stop early)")
+    _require(bool(e.feature_extractor), "eval.feature_extractor", e.feature_extractor, "a torch-fidelity feature "
+             "extractor name, e.g. inception-v3-compat")
+    _require(e.download_timeout > 0, "eval.download_timeout", e.download_timeout, "must be > 0 seconds")
+    _require(e.kid_subset_size >= 2, "eval.kid_subset_size", e.kid_subset_size, "must be >= 2 images")
+    _require(e.kid_subsets >= 1, "eval.kid_subsets", e.kid_subsets, ge1)
+    _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, ge1)
+    _require(e.seed >= 0, "eval.seed", e.seed, "must be an integer >= 0")

@@ -48,7 +48,7 @@ def train(
     channels_last: bool = False,                 # feed NHWC batches (models converted by the caller)
     log_every: int = 25,                         # steps between host reads of the metrics
     on_metrics: Callable[[MetricRows], Optional[bool]] = lambda rows: None,  # rows every log_every steps; True: stop
-    on_epoch_end: Callable[[int, int], None] = lambda epoch, step: None,  # (epochs complete, step)
+    on_epoch_end: Callable[[int, int], Optional[bool]] = lambda epoch, step: None,  # (epochs complete, step); True: stop
     on_step_checkpoint: Optional[Callable[[int, int, int], None]] = None,  # (epoch, step, step_in_epoch)
     every_n_steps: int = 0,                      # call on_step_checkpoint this often (0: never)
     show_progress: bool = True,
@@ -177,7 +177,6 @@ def train(
             if on_step_checkpoint:
                 on_step_checkpoint(epoch, step, done)
             return step
-        on_epoch_end(epoch + 1, step)
-        if stop:
+        if on_epoch_end(epoch + 1, step) or stop:
             return step
     return step

@@ -21,6 +21,7 @@ from animegan.config import TrainConfig, to_dict
 from animegan.data import build_image_bank
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
+from animegan.fid_tracker import FidTracker
 from animegan.gif import write_timelapse
 from animegan.guard import DivergenceGuard
 from animegan.loop import train
@@ -91,6 +92,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     if bank.batches_per_epoch(conf.batch_size) == 0:
         raise AnimeganError(f"the dataset has {len(bank)} images, fewer than batch_size={conf.batch_size}; lower batch_size")
     bank.to(device)
+    evaluator = TrainingEvaluator(conf, bank, device) if conf.eval.every_n_epochs else None
 
     generator, discriminator = build_models(conf.model, device, channels_last)
     opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, device)
@@ -113,6 +115,8 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
                                 "resume with the config it was trained with") from None
         ckpt.restore_rng(state, rng)
         guard.load_state_dict(state.get("guard", {}))
+        if evaluator is not None:
+            evaluator.tracker.load_state_dict(state.get("fid", {}))
         fixed_noise = state["fixed_noise"]
         start_epoch, start_step, start_step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
         log.info("resuming from %s at epoch %d, step %d", conf.resume, start_epoch, start_step)
@@ -140,23 +144,35 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
         ckpt.save_checkpoint(ckpt.training_state(
             generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, epoch=epoch, step=step,
             step_in_epoch=step_in_epoch, loop_rng=rng, fixed_noise=fixed_noise, config=config_dict,
-            generator_ema=ema, extra={"guard": guard.state_dict()}), path)
+            generator_ema=ema, extra={"guard": guard.state_dict(),
+                                      "fid": evaluator.tracker.state_dict() if evaluator else {}}), path)
 
     epoch_clock = [time.perf_counter()]
 
-    def on_epoch_end(epoch: int, step: int) -> None:
+    def on_epoch_end(epoch: int, step: int) -> bool:
+        """Grid, FID, plot, checkpoints; True stops training (FID patience spent)."""
         every = conf.output.sample_every
         if every and (epoch % every == 0 or epoch == conf.epochs):
             save_image_grid(sample(shown, fixed_noise), samples_dir / f"epoch_{epoch:03d}.png", conf.output.nrow)
-        plot_losses(metrics.path, run_dir / "losses.png")
-        save_state(ckpt_dir / "last.pt", epoch, step, 0)
-        if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
-            save_state(ckpt_dir / f"epoch_{epoch:03d}.pt", epoch, step, 0)
-        last = metrics.read()[-1]
+        last = metrics.loss_rows()[-1]
         seconds = time.perf_counter() - epoch_clock[0]
-        epoch_clock[0] = time.perf_counter()
         log.info("epoch %d/%d done in %.1fs | step %d | loss_D %s loss_G %s D(x) %s D(G(z)) %s", epoch, conf.epochs,
                  seconds, step, last["loss_D"], last["loss_G"], last["D_x"], last["D_G_z"])
+        every = conf.eval.every_n_epochs
+        best = evaluator is not None and (epoch % every == 0 or epoch == conf.epochs) \
+            and evaluator.evaluate(shown, epoch, step, metrics)
+        plot_losses(metrics.path, run_dir / "losses.png")
+        save_state(ckpt_dir / "last.pt", epoch, step, 0)  # holds the FID tracker too: resume keeps the best
+        if best:
+            save_state(ckpt_dir / "best.pt", epoch, step, 0)
+        if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
+            save_state(ckpt_dir / f"epoch_{epoch:03d}.pt", epoch, step, 0)
+        epoch_clock[0] = time.perf_counter()
+        if evaluator is not None and evaluator.tracker.exhausted and epoch < conf.epochs:
+            log.info("FID has not improved for %d evaluations; stopping early (best %.2f at epoch %d: "
+                     "checkpoints/best.pt)", conf.eval.patience, evaluator.tracker.best_fid, evaluator.tracker.best_epoch)
+            return True
+        return False
 
     started = time.perf_counter()
     budget_s = conf.train.max_minutes * 60
@@ -196,7 +212,39 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     export = ckpt_dir / conf.checkpoint.export
     ckpt.save_checkpoint(ckpt.generator_export(shown, config_dict["model"], epochs=conf.epochs, config=config_dict), export)
     log.info("generator%s exported to %s", " (EMA weights)" if ema is not None else "", export)
+    if evaluator is not None and evaluator.tracker.best_fid is not None:
+        log.info("best FID %.2f at epoch %d: %s", evaluator.tracker.best_fid, evaluator.tracker.best_epoch,
+                 ckpt_dir / "best.pt")
     return export
+
+
+class TrainingEvaluator:
+    """FID/KID during training (eval.every_n_epochs): the extractor and the reference
+    features are made once, before the first step, so a missing weights file stops the
+    run at once instead of after the first epoch."""
+
+    def __init__(self, conf: TrainConfig, bank, device: torch.device):
+        from animegan import fidelity
+
+        self.conf, self.fidelity = conf.eval, fidelity
+        with torch.random.fork_rng(devices=[]):  # the extractor's init must not shift the run's random stream
+            try:
+                self.extractor = fidelity.build_extractor(conf.eval, device)
+            except AnimeganError as exc:
+                raise AnimeganError(f"{exc}; or train without FID: eval.every_n_epochs=0") from None
+        self.reference = fidelity.reference_features(bank.images, self.extractor, conf.eval, conf.dataset.name)
+        self.n = conf.eval.n
+        self.tracker = FidTracker(conf.eval.patience)
+
+    def evaluate(self, generator: torch.nn.Module, epoch: int, step: int, metrics: MetricsLog) -> bool:
+        """Evaluate, log to metrics.csv and the log; True when this is the best FID so far."""
+        result = self.fidelity.evaluate(generator, self.reference, self.extractor, self.conf, self.n)
+        metrics.append_eval(epoch, step, result["fid"], result["kid"], result["kid_std"])
+        improved = self.tracker.observe(epoch, result["fid"])
+        log.info("epoch %d: FID %.2f, KID %.4f +- %.4f (%d generated vs %d real, %.0fs) | %s%s", epoch, result["fid"],
+                 result["kid"], result["kid_std"], self.n, result["protocol"]["n_real"], result["seconds"],
+                 self.tracker.trend(), " | new best: checkpoints/best.pt" if improved else "")
+        return improved
 
 
 def _stabilisers(conf: TrainConfig) -> list:

@@ -1,0 +1,114 @@
+"""`animegan-eval`: FID and KID of a trained generator against a dataset (torch-fidelity).
+
+    animegan-eval --ckpt run/checkpoints/generator.pt              # against its training data
+    animegan-eval --ckpt afg.pt dataset=animefaces63k --n 50000      # another dataset, more images
+    animegan-eval --ref dataset=anime36k                             # only cache the real statistics
+
+Positional arguments are config overrides, as for animegan-train (dataset=..., eval.*=...).
+Without a dataset override the checkpoint's own training dataset is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from animegan.cli import fail
+from animegan.errors import AnimeganError
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="animegan-eval", description="FID/KID of a trained animegan generator.",
+                                epilog="Overrides: dataset=NAME, dataset.root=PATH, eval.inception_weights=PATH, "
+                                       "eval.n_real=N, ... (see configs/train.yaml, section eval)")
+    p.add_argument("--ckpt", help="generator.pt, last.pt or best.pt; a bare name is also looked up in ./checkpoints/")
+    p.add_argument("--n", type=int, default=None, help="generated images (default: eval.n, 10000)")
+    p.add_argument("--ref", action="store_true", help="only compute and cache the dataset's reference features")
+    p.add_argument("--out", type=Path, default=None,
+                   help="JSON file for the result and its protocol (default: beside the checkpoint)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset=anime36k eval.n_real=20000")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    try:
+        run(args)
+    except AnimeganError as exc:
+        fail("animegan-eval", exc)
+
+
+def eval_config(overrides, checkpoint_config=None):
+    """The validated TrainConfig an evaluation uses: defaults + overrides, with the
+    checkpoint's model (its image size) and, unless one is named, its dataset and seed."""
+    from omegaconf import OmegaConf
+
+    from animegan.cli.train import compose_config
+    from animegan.config import validate
+
+    bad = [o for o in overrides if "=" not in o]
+    if bad:
+        raise AnimeganError(f"unexpected argument '{bad[0]}': overrides look like key=value (e.g. dataset=anime36k)")
+    cfg = OmegaConf.to_container(compose_config(list(overrides)), resolve=False)
+    if checkpoint_config:
+        named = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in overrides}
+        cfg["model"] = checkpoint_config["model"]
+        for key in ("dataset", "seed"):
+            if key not in named and key in checkpoint_config:
+                cfg[key] = checkpoint_config[key]
+    return validate(OmegaConf.create(cfg))
+
+
+def run(args) -> None:
+    started = time.perf_counter()
+    if not args.ckpt and not args.ref:
+        raise AnimeganError("give --ckpt PATH to evaluate a generator, or --ref to only cache a dataset's statistics")
+    if args.n is not None and args.n < 2:
+        raise AnimeganError("--n must be >= 2 (FID needs a covariance; 10000 is usual)")
+    from animegan.checkpoint import load_checkpoint
+    from animegan.cli.sample import resolve_checkpoint
+
+    ckpt_path = resolve_checkpoint(args.ckpt) if args.ckpt else None
+    ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
+    conf = eval_config(args.overrides, ckpt.get("config") if ckpt else None)
+
+    from animegan import fidelity
+    from animegan.data import build_image_bank
+    from animegan.run import select_device
+    from animegan.sampling import load_generator
+
+    device = select_device(args.device)
+    extractor = fidelity.build_extractor(conf.eval, device, progress=True)  # weights first: offline fails at once
+    bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed)
+    reference = fidelity.reference_features(bank.images, extractor, conf.eval, conf.dataset.name)
+    if ckpt is None:
+        print(f"reference features ready: {reference['protocol']['n_real']} real images of '{conf.dataset.name}' at "
+              f"{bank.image_size}px, {extractor.name} ({time.perf_counter() - started:.1f}s)")
+        return
+    n = args.n or conf.eval.n
+    generator = load_generator(ckpt_path, device)
+    result = fidelity.evaluate(generator, reference, extractor, conf.eval, n)
+    if "state_dict" in ckpt:  # a generator export holds whatever the run showed (the EMA with train.ema)
+        weights = "export (EMA)" if ckpt.get("config", {}).get("train", {}).get("ema") else "export"
+    else:
+        weights = "generator_ema" if "generator_ema" in ckpt else "generator"
+    record = {
+        "fid": result["fid"], "kid": result["kid"], "kid_std": result["kid_std"],
+        "checkpoint": str(ckpt_path.resolve()), "checkpoint_weights": weights,
+        "protocol": result["protocol"], "versions": fidelity.library_versions(), "device": str(device),
+        "date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "seconds": round(time.perf_counter() - started, 1),
+    }
+    out = args.out or ckpt_path.with_name(f"{ckpt_path.stem}-eval-n{n}.json")
+    from animegan.files import atomic_replace
+
+    with atomic_replace(out) as tmp:
+        tmp.write_text(json.dumps(record, indent=2) + "\n")
+    p = result["protocol"]
+    print(f"FID {result['fid']:.3f}")
+    print(f"KID {result['kid']:.5f} ± {result['kid_std']:.5f}")
+    print(f"({n} generated vs {p['n_real']} real images of '{conf.dataset.name}' at {p['image_size']}px, "
+          f"{extractor.name}, protocol {p['protocol_id']}; {record['seconds']:.1f}s) -> {out}")
