@@ -110,7 +110,7 @@ def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
     return times
 
 
-def run_animegan(data: Path, batch: int, steps: int, device: torch.device):
+def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compile_models: bool = False):
     from animegan.config import DatasetConfig, TrainConfig
     from animegan.data import build_image_bank
     from animegan.losses import build_loss
@@ -129,6 +129,9 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device):
     torch.manual_seed(0)
     netG, netD = build_models(conf.model, device, channels_last)
     opt_g, opt_d = build_optimizers(conf.optimizer, netG, netD, device)
+    if compile_models:  # as run_training does with train.compile=true; compiling happens in the warm-up steps
+        netG.compile()
+        netD.compile()
     rng = torch.Generator(device=device).manual_seed(1)
     per_epoch = bank.batches_per_epoch(batch)
     stamps = [(time.perf_counter(), 0)]
@@ -142,7 +145,7 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device):
           log_every=3, on_metrics=on_metrics, show_progress=False)
     per_step = [(t1 - t0) / n for (t0, _), (t1, n) in zip(stamps, stamps[1:]) for _ in range(n)]
     return per_step[:steps], {
-        "precision": "bf16" if autocast_dtype else "fp32", "channels_last": channels_last}
+        "precision": "bf16" if autocast_dtype else "fp32", "channels_last": channels_last, "compile": compile_models}
 
 
 def child(args) -> None:
@@ -152,7 +155,7 @@ def child(args) -> None:
     if args.variant == "baseline":
         times, extra = run_baseline(Path(args.data), args.batch, steps, device), {}
     else:
-        times, extra = run_animegan(Path(args.data), args.batch, steps, device)
+        times, extra = run_animegan(Path(args.data), args.batch, steps, device, args.variant == "compiled")
     timed = times[args.warmup:]
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -184,6 +187,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--rounds", type=int, default=2, help="alternations of baseline and animegan")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--compiled", action="store_true",
+                   help="also time animegan with torch.compile (train.compile=true); give --warmup enough steps to compile")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
@@ -191,7 +196,7 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         data = args.data or str(make_jpeg_folder(Path(tmp), args.n_images))
-        results = {"baseline": [], "animegan": []}
+        results = {"baseline": [], "animegan": [], **({"compiled": []} if args.compiled else {})}
         for _ in range(args.rounds):
             for variant in results:
                 cmd = [sys.executable, __file__, "--variant", variant, "--data", data, "--batch", str(args.batch),
@@ -210,10 +215,13 @@ def main() -> None:
         speed[variant] = args.batch / step
         r = runs[-1]
         gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] else "-"
-        settings = f"{r.get('precision', 'fp32')}, channels_last={r.get('channels_last', False)}"
+        settings = f"{r.get('precision', 'fp32')}, channels_last={r.get('channels_last', False)}" \
+            + (", torch.compile" if r.get("compile") else "")
         print(f"{variant:10} {speed[variant]:9.1f} {step * 1000:8.0f} {max(x['peak_rss_mib'] for x in runs):13.0f} "
               f"{max(x['worker_peak_rss_mib'] for x in runs):12.0f} {gpu:>8}  {settings}")
-    print(f"ratio animegan / baseline: {speed['animegan'] / speed['baseline']:.2f}x")
+    for variant in speed:
+        if variant != "baseline":
+            print(f"ratio {variant} / baseline: {speed[variant] / speed['baseline']:.2f}x")
 
 
 if __name__ == "__main__":

@@ -96,6 +96,7 @@ class LoopConfig:
     instance_noise_epochs: float = 6.0  # ... over this many epochs (a fixed horizon keeps resume exact)
     precision: str = "auto"
     channels_last: str = "auto"
+    compile: str = "auto"  # torch.compile G and D: auto | true | false (auto: off, see run.use_compile)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
     ema: bool = False  # keep an exponential moving average of G's weights for grids and the export
     ema_decay: float = 0.999
@@ -266,6 +267,7 @@ def _check_values(c: TrainConfig) -> None:
     _require(
         str(t.channels_last).lower() in TRISTATE, "train.channels_last", t.channels_last, "allowed: auto, true, false"
     )
+    _require(str(t.compile).lower() in TRISTATE, "train.compile", t.compile, "allowed: auto, true, false")
 
     out = c.output
     _require(out.sample_every >= 0, "output.sample_every", out.sample_every, "must be >= 0 (0: no grids)")
