@@ -56,8 +56,8 @@ def speed_settings(conf: TrainConfig, device: torch.device):
 
 def use_compile(conf: TrainConfig, device: torch.device) -> bool:
     """train.compile; auto is off. On this project's 2-core CPU torch.compile made DCGAN-64
-    no faster (65-73 vs 67-74 images/s eager) after ~45 s of compiling; on CUDA it has not
-    been measured yet, so it is opt-in there too (train.compile=true)."""
+    0-8% faster (docs/benchmarks.md) after ~45 s of compiling at every start, a loss for
+    short runs; on CUDA it has not been measured yet, so it is opt-in there too."""
     return str(conf.train.compile).lower() == "true"
 
 
