@@ -307,6 +307,9 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
     last = load_state(run / "checkpoints" / "last.pt")
     assert last["fid"]["best_fid"] == pytest.approx(min(fids), abs=1e-3)
     load_generator(run / "checkpoints" / "best.pt", torch.device("cpu"))  # animegan-sample can use it
+    from PIL import Image
+
+    assert Image.open(run / "losses.png").size == (900, 700)  # a FID panel under the losses (450 px high without)
 
     run_training(tiny_conf("epochs=3", f"resume={run / 'checkpoints' / 'last.pt'}", *common), run, show_progress=False)
     evals = MetricsLog(run / "metrics.csv").eval_rows()
