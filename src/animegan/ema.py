@@ -28,9 +28,15 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 
 class GeneratorEMA:
+    """The average of `model` (the live generator it follows, given once)."""
+
     def __init__(self, model: torch.nn.Module, decay: float = 0.999):
         self.decay = decay
         self.module = copy.deepcopy(model).requires_grad_(False)
+        # The tensors are paired once: loading weights, resuming or torch.compile change
+        # their values in place, never the objects, so the pairs stay valid for the run.
+        self._ema_floats, self._ema_others = self._split(self.module)
+        self._floats, self._others = self._split(model)
 
     def decay_at(self, step: int) -> float:
         return min(self.decay, (1.0 + step) / (10.0 + step))
@@ -43,12 +49,10 @@ class GeneratorEMA:
         return floats, others
 
     @torch.no_grad()
-    def update(self, model: torch.nn.Module, step: int) -> None:
+    def update(self, step: int) -> None:
         """ema = d * ema + (1 - d) * model for every floating tensor, d = decay_at(step)."""
-        ema_f, ema_o = self._split(self.module)
-        model_f, model_o = self._split(model)
-        get_ema_multi_avg_fn(self.decay_at(step))(ema_f, model_f, None)
-        for e, m in zip(ema_o, model_o):
+        get_ema_multi_avg_fn(self.decay_at(step))(self._ema_floats, self._floats, None)
+        for e, m in zip(self._ema_others, self._others):
             e.copy_(m)
 
     def state_dict(self) -> Dict[str, torch.Tensor]:

@@ -122,7 +122,7 @@ def train(
             loss_g.backward()
             opt_g.step()
             if ema is not None:
-                ema.update(generator, step)
+                ema.update(step)
         discriminator.requires_grad_(True)
 
         # Stay on the device: the host reads these only every `log_every` steps.
