@@ -88,3 +88,20 @@ def test_spectral_norm_generator_with_ema_samples_the_same_from_both_checkpoints
     a = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "generator.pt", cpu), 6, seed=2)))
     b = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "last.pt", cpu), 6, seed=2)))
     assert torch.equal(a, b) and a.float().std() > 1
+
+
+def test_sampling_a_generator_in_training_uses_eval_mode_and_leaves_it_training():
+    from animegan.artefacts import to_uint8
+    from animegan.models import Generator
+
+    torch.manual_seed(0)
+    g = Generator(nz=8, ngf=8, image_size=16).train()
+    g(torch.randn(16, 8))  # moves the BatchNorm running statistics away from their start
+    before = {k: v.clone() for k, v in g.state_dict().items()}
+    images = torch.cat(list(generate(g, 6, seed=3, chunk=4)))
+    assert g.training  # put back as it was
+    assert all(torch.equal(v, before[k]) for k, v in g.state_dict().items())  # statistics untouched
+    g.eval()
+    with torch.no_grad():
+        expected = to_uint8(g(torch.cat(list(latents(6, 8, seed=3)))))
+    assert torch.equal(images, expected)  # eval mode: each image independent of its batch

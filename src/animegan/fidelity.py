@@ -18,7 +18,6 @@ import logging
 import os
 import socket
 import time
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Dict, Iterable, Optional
 
@@ -236,24 +235,13 @@ def fid_kid(fake: torch.Tensor, real: torch.Tensor, kid_subset_size: int = 1000,
     return {"fid": fid, "kid": kid[KEY_METRIC_KID_MEAN], "kid_std": kid[KEY_METRIC_KID_STD], "kid_subset_size": subset}
 
 
-@contextmanager
-def eval_mode(module: torch.nn.Module):
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
 def evaluate(generator: torch.nn.Module, reference: Dict, extractor: FeatureExtractor, conf, n: int) -> Dict:
     """FID/KID of `n` images from `generator` (latents seeded by conf.seed) against the
     reference; returns the metrics plus the full protocol they were measured under."""
     from animegan.sampling import generate
 
     started = time.perf_counter()
-    with eval_mode(generator):
-        fake = extractor(generate(generator, n, seed=conf.seed, chunk=conf.batch_size), total=n, desc="generated")
+    fake = extractor(generate(generator, n, seed=conf.seed, chunk=conf.batch_size), total=n, desc="generated")
     metrics = fid_kid(fake, reference["features"], conf.kid_subset_size, conf.kid_subsets, seed=conf.seed)
     ref = reference["protocol"]
     protocol = {

@@ -29,6 +29,7 @@ from animegan.losses import build_loss
 from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
+from animegan.sampling import eval_mode
 
 log = logging.getLogger("animegan")
 
@@ -275,12 +276,7 @@ def _stabilisers(conf: TrainConfig) -> list:
     return out
 
 
-@torch.no_grad()
 def sample(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
     """Images for `z` from G in eval mode (BatchNorm running statistics), fp32, no autograd."""
-    was_training = generator.training
-    generator.eval()
-    try:
+    with eval_mode(generator):
         return generator(z).float()
-    finally:
-        generator.train(was_training)

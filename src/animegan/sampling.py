@@ -3,6 +3,7 @@ random faces (optionally truncated latents) and spherical interpolations between
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, List, Optional
 
@@ -59,7 +60,19 @@ def latents(n: int, nz: int, seed: int = 0, truncation: Optional[float] = None) 
 
 
 
-@torch.no_grad()
+@contextmanager
+def eval_mode(generator: torch.nn.Module):
+    """G in eval mode (BatchNorm's running statistics, no dropout) and without autograd,
+    put back as it was afterwards: sampling from a generator in training leaves it untouched."""
+    was_training = generator.training
+    generator.eval()
+    try:
+        with torch.no_grad():
+            yield generator
+    finally:
+        generator.train(was_training)
+
+
 def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
              truncation: Optional[float] = None) -> Iterator[torch.Tensor]:
     """Yield uint8 images [k, 3, S, S] on the CPU, `chunk` at a time, for n images in all."""
@@ -71,10 +84,14 @@ def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
         count += len(z)
         while count >= chunk:
             z_all = torch.cat(pending)
-            yield to_uint8(generator(z_all[:chunk].to(device)))
+            with eval_mode(generator):
+                images = to_uint8(generator(z_all[:chunk].to(device)))
+            yield images
             pending, count = [z_all[chunk:]], count - chunk
     if count:
-        yield to_uint8(generator(torch.cat(pending).to(device)))
+        with eval_mode(generator):
+            images = to_uint8(generator(torch.cat(pending).to(device)))
+        yield images
 
 
 def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -89,7 +106,6 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return ((torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / torch.sin(omega)).float()
 
 
-@torch.no_grad()
 def interpolate(generator: Generator, keys: int, steps: int, seed: int = 0,
                 truncation: Optional[float] = None) -> torch.Tensor:
     """A closed latent walk through `keys` random latents (seeded), `steps` frames from each
@@ -99,5 +115,6 @@ def interpolate(generator: Generator, keys: int, steps: int, seed: int = 0,
     z = torch.cat(list(latents(keys, generator.nz, seed, truncation)))
     t = torch.arange(steps + 1, dtype=torch.float64) / steps
     rows = torch.stack([slerp(z[i], z[(i + 1) % keys], t) for i in range(keys)])  # [keys, steps+1, nz]
-    images = generator(rows.flatten(0, 1).to(device))
+    with eval_mode(generator):
+        images = generator(rows.flatten(0, 1).to(device))
     return to_uint8(images).unflatten(0, (keys, steps + 1))
