@@ -299,7 +299,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
               "eval.n=48", "eval.kid_subset_size=16", "eval.kid_subsets=5", "train.ema=false"]
     run = tmp_path / "run"
     run_training(tiny_conf("epochs=2", *common), run, show_progress=False)
-    evals = MetricsLog(run / "metrics.csv").eval_rows()
+    evals = MetricsLog(run / "metrics.csv").split()[1]
     assert [int(r["epoch"]) for r in evals] == [1, 2]
     fids = [float(r["fid"]) for r in evals]
     best = load_state(run / "checkpoints" / "best.pt")
@@ -312,7 +312,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
     assert Image.open(run / "losses.png").size == (900, 700)  # a FID panel under the losses (450 px high without)
 
     run_training(tiny_conf("epochs=3", f"resume={run / 'checkpoints' / 'last.pt'}", *common), run, show_progress=False)
-    evals = MetricsLog(run / "metrics.csv").eval_rows()
+    evals = MetricsLog(run / "metrics.csv").split()[1]
     assert [int(r["epoch"]) for r in evals] == [1, 2, 3]
     fids = [float(r["fid"]) for r in evals]
     last = load_state(run / "checkpoints" / "last.pt")
@@ -331,9 +331,11 @@ def test_patience_stops_training_and_best_pt_holds_the_lowest_fid(tmp_path, stan
     run = tmp_path / "run"
     run_training(tiny_conf("epochs=6", "eval.every_n_epochs=1", "eval.patience=2", f"eval.feature_extractor={STANDIN}",
                            f"eval.stats_dir={tmp_path / 'stats'}"), run, show_progress=False)
-    assert [float(r["fid"]) for r in MetricsLog(run / "metrics.csv").eval_rows()] == [5.0, 3.0, 4.0, 6.0]
+    assert [float(r["fid"]) for r in MetricsLog(run / "metrics.csv").split()[1]] == [5.0, 3.0, 4.0, 6.0]
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 4  # stopped: 2 evaluations without a better FID
     assert load_state(run / "checkpoints" / "best.pt")["epoch"] == 2
+    assert (run / "samples" / "epoch_004.png").is_file()  # stopped at an epoch's end: its grid is the final one
+    assert not (run / "samples" / "final.png").exists()
     assert (run / "checkpoints" / "generator.pt").is_file()
 
 

@@ -45,11 +45,10 @@ class MetricsLog:
         with open(self.path, newline="") as f:
             return list(csv.DictReader(f))
 
-    def loss_rows(self) -> List[dict]:
-        return [r for r in self.read() if r.get("loss_D")]
-
-    def eval_rows(self) -> List[dict]:
-        return [r for r in self.read() if r.get("fid")]
+    def split(self):
+        """(loss rows, evaluation rows) of the file, read once."""
+        rows = self.read()
+        return [r for r in rows if r.get("loss_D")], [r for r in rows if r.get("fid")]
 
     @staticmethod
     def _write(path: Path, rows: List[dict]) -> None:
@@ -96,8 +95,7 @@ def plot_losses(metrics_csv: Path, out_png: Path) -> None:
     matplotlib.use("Agg")  # no display needed, and never pops a window
     import matplotlib.pyplot as plt
 
-    log = MetricsLog(metrics_csv)
-    rows, evals = log.loss_rows(), log.eval_rows()
+    rows, evals = MetricsLog(metrics_csv).split()
     if not rows:
         return
     steps = [int(r["step"]) for r in rows]

@@ -152,8 +152,8 @@ class FeatureExtractor:
         return torch.cat(out)
 
     def identity(self) -> dict:
-        return {"feature_extractor": self.name, "feature_layer": self.layer,
-                "weights_file": str(self.weights) if self.weights else None, "weights_sha256": self.weights_sha256}
+        """What makes its features what they are (where the weights file lies does not)."""
+        return {"feature_extractor": self.name, "feature_layer": self.layer, "weights_sha256": self.weights_sha256}
 
 
 def build_extractor(conf, device: torch.device, progress: bool = False) -> FeatureExtractor:
@@ -185,7 +185,6 @@ def reference_features(images: torch.Tensor, extractor: FeatureExtractor, conf, 
     protocol = {"dataset": dataset_name, "dataset_fingerprint": fingerprint, "image_size": int(images.shape[-1]),
                 "n_real": len(real), "real_subset_seed": 0 if len(real) < len(images) else None,
                 **extractor.identity()}
-    protocol.pop("weights_file")  # where the file lies does not change the features
     key = hashlib.sha256(repr(sorted(protocol.items())).encode()).hexdigest()[:16]
     path = stats_folder(conf) / f"{extractor.name}-{protocol['image_size']}px-n{len(real)}-{key}.pt"
     cached = _load_reference(path, protocol)
@@ -251,7 +250,7 @@ def evaluate(generator: torch.nn.Module, reference: Dict, extractor: FeatureExtr
     }
     comparable = {k: v for k, v in protocol.items() if k != "dataset"}
     protocol["protocol_id"] = hashlib.sha256(repr(sorted(comparable.items())).encode()).hexdigest()[:16]
-    protocol["weights_file"] = extractor.identity()["weights_file"]
+    protocol["weights_file"] = str(extractor.weights) if extractor.weights else None
     return {**metrics, "seconds": round(time.perf_counter() - started, 2), "protocol": protocol}
 
 

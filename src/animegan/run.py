@@ -15,6 +15,7 @@ from typing import Optional
 import torch
 
 from animegan import checkpoint as ckpt
+from animegan import fidelity
 from animegan.artefacts import MetricsLog, plot_losses, save_image_grid
 from animegan.augment import DiffAugment
 from animegan.config import TrainConfig, to_dict
@@ -162,10 +163,10 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
         every = conf.output.sample_every
         if every and (epoch % every == 0 or epoch == conf.epochs):
             save_image_grid(sample(shown, fixed_noise), samples_dir / f"epoch_{epoch:03d}.png", conf.output.nrow)
-        last = metrics.loss_rows()[-1]
         seconds = time.perf_counter() - epoch_clock[0]
-        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %s loss_G %s D(x) %s D(G(z)) %s", epoch, conf.epochs,
-                 seconds, step, last["loss_D"], last["loss_G"], last["D_x"], last["D_G_z"])
+        loss_d, loss_g, d_x, d_gz = latest_row[0][2:]
+        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f", epoch,
+                 conf.epochs, seconds, step, loss_d, loss_g, d_x, d_gz)
         every = conf.eval.every_n_epochs
         best = evaluator is not None and (epoch % every == 0 or epoch == conf.epochs) \
             and evaluator.evaluate(shown, epoch, step, metrics)
@@ -188,10 +189,12 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     started = time.perf_counter()
     budget_s = conf.train.max_minutes * 60
     out_of_time = [False]
+    latest_row = [None]  # the newest metrics row, for the epoch log line
 
     def on_metrics(rows) -> bool:
         """Append to metrics.csv; True stops the loop (guard in stop mode, or time budget spent)."""
         metrics.append(rows)
+        latest_row[0] = rows[-1]
         stop = guard.observe(rows)
         if budget_s and time.perf_counter() - started >= budget_s and not out_of_time[0]:
             out_of_time[0] = True
@@ -211,8 +214,8 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     )
     elapsed = time.perf_counter() - started
     done_images = (step - start_step) * conf.batch_size
-    stopped_early = step < conf.epochs * bank.batches_per_epoch(conf.batch_size)
-    if stopped_early and conf.output.sample_every:  # the last epoch grid is older than the final state
+    mid_epoch = step % bank.batches_per_epoch(conf.batch_size) != 0
+    if mid_epoch and conf.output.sample_every:  # stopped inside an epoch: its last grid is older than the state
         save_image_grid(sample(shown, fixed_noise), samples_dir / "final.png", conf.output.nrow)
     if conf.output.sample_every and any(samples_dir.glob("*.png")):
         write_timelapse(samples_dir)
@@ -235,25 +238,22 @@ class TrainingEvaluator:
     run at once instead of after the first epoch."""
 
     def __init__(self, conf: TrainConfig, bank, device: torch.device):
-        from animegan import fidelity
-
-        self.conf, self.fidelity = conf.eval, fidelity
+        self.conf = conf.eval
         with torch.random.fork_rng(devices=[]):  # the extractor's init must not shift the run's random stream
             try:
                 self.extractor = fidelity.build_extractor(conf.eval, device)
             except AnimeganError as exc:
                 raise AnimeganError(f"{exc}; or train without FID: eval.every_n_epochs=0") from None
         self.reference = fidelity.reference_features(bank.images, self.extractor, conf.eval, conf.dataset.name)
-        self.n = conf.eval.n
         self.tracker = FidTracker(conf.eval.patience)
 
     def evaluate(self, generator: torch.nn.Module, epoch: int, step: int, metrics: MetricsLog) -> bool:
         """Evaluate, log to metrics.csv and the log; True when this is the best FID so far."""
-        result = self.fidelity.evaluate(generator, self.reference, self.extractor, self.conf, self.n)
+        result = fidelity.evaluate(generator, self.reference, self.extractor, self.conf, self.conf.n)
         metrics.append_eval(epoch, step, result["fid"], result["kid"], result["kid_std"])
         improved = self.tracker.observe(epoch, result["fid"])
         log.info("epoch %d: FID %.2f, KID %.4f +- %.4f (%d generated vs %d real, %.0fs) | %s%s", epoch, result["fid"],
-                 result["kid"], result["kid_std"], self.n, result["protocol"]["n_real"], result["seconds"],
+                 result["kid"], result["kid_std"], self.conf.n, result["protocol"]["n_real"], result["seconds"],
                  self.tracker.trend(), " | new best: checkpoints/best.pt" if improved else "")
         return improved
 
