@@ -5,7 +5,7 @@
     animegan-eval --ref dataset=anime36k                             # only cache the real statistics
 
 Positional arguments are config overrides, as for animegan-train (dataset=..., eval.*=...).
-Without a dataset override the checkpoint's own training dataset is used.
+With a checkpoint, its own config is the base (dataset, seed, eval settings), as on resume.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def parse_args(argv):
                                 epilog="Overrides: dataset=NAME, dataset.root=PATH, eval.inception_weights=PATH, "
                                        "eval.n_real=N, ... (see configs/train.yaml, section eval)")
     p.add_argument("--ckpt", help="generator.pt, last.pt or best.pt; a bare name is also looked up in ./checkpoints/")
-    p.add_argument("--n", type=int, default=None, help="generated images (default: eval.n, 10000)")
+    p.add_argument("--n", type=int, default=None,
+                   help="generated images (default: eval.n: the checkpoint's, else 10000)")
     p.add_argument("--ref", action="store_true", help="only compute and cache the dataset's reference features")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file for the result and its protocol (default: beside the checkpoint)")
@@ -43,24 +44,20 @@ def main(argv=None) -> None:
 
 
 def eval_config(overrides, checkpoint_config=None):
-    """The validated TrainConfig an evaluation uses: defaults + overrides, with the
-    checkpoint's model (its image size) and, unless one is named, its dataset and seed."""
-    from omegaconf import OmegaConf
-
-    from animegan.cli.train import compose_config
+    """The validated TrainConfig an evaluation uses. With a checkpoint: its own config
+    (dataset, seed, eval settings), changed only by the keys named on the command line, as
+    a resume does; its model is kept whatever is named (the weights fix the image size)."""
+    from animegan.cli.train import compose_config, with_named_overrides
     from animegan.config import validate
 
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise AnimeganError(f"unexpected argument '{bad[0]}': overrides look like key=value (e.g. dataset=anime36k)")
-    cfg = OmegaConf.to_container(compose_config(list(overrides)), resolve=False)
+    cfg = compose_config(list(overrides))
     if checkpoint_config:
-        named = {o.split("=", 1)[0].lstrip("+~").split(".")[0] for o in overrides}
-        cfg["model"] = checkpoint_config["model"]
-        for key in ("dataset", "seed"):
-            if key not in named and key in checkpoint_config:
-                cfg[key] = checkpoint_config[key]
-    return validate(OmegaConf.create(cfg))
+        cfg = with_named_overrides(checkpoint_config, cfg, list(overrides))
+        cfg.model, cfg.resume = checkpoint_config["model"], None
+    return validate(cfg)
 
 
 def run(args) -> None:

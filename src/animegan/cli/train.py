@@ -121,11 +121,17 @@ def resolve_config(cfg: DictConfig, overrides: List[str]) -> TrainConfig:
     conf = validate(cfg)
     if not conf.resume:
         return conf
-    state = load_training_state(Path(conf.resume))
-    saved = OmegaConf.create(state["config"])
+    saved = with_named_overrides(load_training_state(Path(conf.resume))["config"], cfg, overrides)
+    saved.resume = conf.resume
+    return validate(saved)
+
+
+def with_named_overrides(saved: dict, cfg: DictConfig, overrides: List[str]) -> DictConfig:
+    """A checkpoint's config with the keys named on the command line taken from `cfg`
+    (the composed config of that command line); every other key keeps its saved value."""
+    out = OmegaConf.create(saved)
     for override in overrides:
         key = override.split("=", 1)[0].lstrip("+~")
         if key.split(".")[0].split("/")[0] not in NOT_REAPPLIED:
-            OmegaConf.update(saved, key, OmegaConf.select(cfg, key), merge=False)
-    saved.resume = conf.resume
-    return validate(saved)
+            OmegaConf.update(out, key, OmegaConf.select(cfg, key), merge=False)
+    return out
