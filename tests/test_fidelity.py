@@ -276,6 +276,19 @@ def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path
     assert "reference features ready: 100 real images" in capsys.readouterr().out
 
 
+def test_animegan_eval_starts_from_the_checkpoints_config_and_named_keys_win(tmp_path, standin):
+    settings = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}", "eval.n=24",
+                "eval.kid_subset_size=8", "eval.kid_subsets=4"]
+    export = run_training(tiny_conf("output.sample_every=0", "dataset.num_images=48", *settings), tmp_path / "run",
+                          show_progress=False)
+    eval_cli.main(["--ckpt", str(export), "--out", str(tmp_path / "a.json")])  # nothing named: the run's own
+    p = json.loads((tmp_path / "a.json").read_text())["protocol"]
+    assert (p["n_generated"], p["n_real"], p["feature_extractor"]) == (24, 48, STANDIN)
+    eval_cli.main(["--ckpt", str(export), "--out", str(tmp_path / "b.json"), "eval.n=16", "dataset.num_images=32"])
+    p = json.loads((tmp_path / "b.json").read_text())["protocol"]
+    assert (p["n_generated"], p["n_real"], p["image_size"]) == (16, 32, 64)
+
+
 def test_animegan_eval_errors_are_one_line(tmp_path):
     cases = [
         ([], "give --ckpt PATH"),
