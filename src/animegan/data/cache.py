@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import logging
-import multiprocessing
 import os
 import secrets
 import signal
@@ -34,6 +33,7 @@ from tqdm import tqdm
 from animegan.data.folder import (
     CACHE_FOLDER, EXTENSIONS, Decoded, DecodeSpec, ImageFile, check_root, decode_file, list_images,
 )
+from animegan.data.workers import default_workers, pool_context
 from animegan.errors import AnimeganError
 from animegan.files import atomic_replace
 
@@ -169,7 +169,7 @@ def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dic
     data_file = f"{stem}.{secrets.token_hex(4)}.npy"
     duplicates = _Duplicates(len(files), conf.dedupe, conf.near_dedupe, conf.near_dedupe_distance)
     kept, dropped, notes, dropped_files = 0, Counter(), Counter(), []
-    workers = conf.workers or _default_workers()
+    workers = conf.workers or default_workers()
     paths = [os.path.join(root, f.rel) for f in files]
     with atomic_replace(folder / data_file) as tmp:
         # Each image goes straight into the memory-mapped file, so the build keeps no copy
@@ -264,11 +264,6 @@ def _printable(rel: str) -> str:
 
 # --- decoding in worker processes -------------------------------------------------------------
 
-def _default_workers() -> int:
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cores, 8)  # a cap that bounds memory on large machines (each worker is a process)
-
-
 _WORK: tuple = ()
 
 
@@ -278,9 +273,7 @@ def _decoded(paths: List[str], spec: DecodeSpec, workers: int) -> Iterator[Itera
     if workers <= 1 or len(paths) < POOL_MIN_FILES:
         yield (decode_file(p, spec) for p in paths)
         return
-    # fork: workers start at once and share the path list without pickling it.
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(method).Pool(workers, _init_worker, (paths, spec)) as pool:
+    with pool_context().Pool(workers, _init_worker, (paths, spec)) as pool:
         chunk = max(1, min(64, len(paths) // (workers * 8)))
         yield pool.imap(_decode_index, range(len(paths)), chunksize=chunk)
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 
 import colorsys
 import math
-import multiprocessing
-import os
 import random
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -24,6 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from PIL import Image, ImageDraw
+
+from animegan.data.workers import default_workers, pool_context
 
 __all__ = ["draw_face", "render_faces"]
 
@@ -346,9 +346,7 @@ def render_faces(count: int, size: int, seed: int = 0, workers: int = 0) -> torc
     if count < 0 or size < 16:
         raise ValueError(f"need count >= 0 and size >= 16, got count={count}, size={size}")
     if workers <= 0:
-        # sched_getaffinity respects container / taskset CPU limits where it exists.
-        cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        workers = 1 if count < 256 else min(8, cpus or 1)
+        workers = 1 if count < 256 else default_workers()
     workers = max(1, min(workers, count))
     if workers == 1:
         arr = _render_chunk((seed, 0, count, size))
@@ -358,7 +356,6 @@ def render_faces(count: int, size: int, seed: int = 0, workers: int = 0) -> torc
         n_chunks = workers * 4
         bounds = [count * k // n_chunks for k in range(n_chunks + 1)]
         jobs = [(seed, a, b, size) for a, b in zip(bounds, bounds[1:]) if b > a]
-        method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context(method)) as ex:
+        with ProcessPoolExecutor(workers, mp_context=pool_context()) as ex:
             arr = np.concatenate(list(ex.map(_render_chunk, jobs)))
     return torch.from_numpy(arr).permute(0, 3, 1, 2).contiguous()
