@@ -10,13 +10,15 @@ import sys
 import time
 from pathlib import Path
 
+from PIL import Image
+
 try:
+    from animegan.artefacts import tile_images
     from animegan.data.synthetic import render_faces
 except ImportError:  # running from a source checkout without `pip install -e .`
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    from animegan.artefacts import tile_images
     from animegan.data.synthetic import render_faces
-
-from torchvision.utils import save_image
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     faces = render_faces(args.n, args.size, seed=args.seed, workers=args.workers)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    save_image(faces.float() / 255.0, args.out, nrow=args.nrow, padding=2, pad_value=1.0)
+    Image.fromarray(tile_images(faces, args.nrow)).save(args.out)  # the layout of the training grids
     print(f"saved {args.n} faces of {args.size}px to {args.out}")
 
     if args.bench > 0:
