@@ -221,17 +221,24 @@ def _load_reference(path: Path, protocol: dict) -> Optional[Dict]:
 
 
 def fid_kid(fake: torch.Tensor, real: torch.Tensor, kid_subset_size: int = 1000, kid_subsets: int = 100,
-            seed: int = 0) -> Dict[str, float]:
-    """FID and KID (mean, std over subsets) between two feature sets [N, D], by torch-fidelity."""
-    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_features_to_statistics, fid_statistics_to_metric
+            seed: int = 0, real_stats: Optional[dict] = None) -> Dict[str, float]:
+    """FID and KID (mean, std over subsets) between two feature sets [N, D], by torch-fidelity.
+    `real_stats`: the Gaussian fit of `real` when already known (see gaussian_fit)."""
+    from torch_fidelity.metric_fid import KEY_METRIC_FID, fid_statistics_to_metric
     from torch_fidelity.metric_kid import KEY_METRIC_KID_MEAN, KEY_METRIC_KID_STD, kid_features_to_metric
 
-    fid = fid_statistics_to_metric(fid_features_to_statistics(fake.double()), fid_features_to_statistics(real.double()),
-                                   verbose=False)[KEY_METRIC_FID]
+    fid = fid_statistics_to_metric(gaussian_fit(fake), real_stats or gaussian_fit(real), verbose=False)[KEY_METRIC_FID]
     subset = min(kid_subset_size, len(fake), len(real))
     kid = kid_features_to_metric(fake, real, kid_subsets=kid_subsets, kid_subset_size=subset, rng_seed=seed,
                                  verbose=False)
     return {"fid": fid, "kid": kid[KEY_METRIC_KID_MEAN], "kid_std": kid[KEY_METRIC_KID_STD], "kid_subset_size": subset}
+
+
+def gaussian_fit(features: torch.Tensor) -> dict:
+    """Mean and covariance (float64) of features [N, D], as torch-fidelity's FID takes them."""
+    from torch_fidelity.metric_fid import fid_features_to_statistics
+
+    return fid_features_to_statistics(features.double())
 
 
 def evaluate(generator: torch.nn.Module, reference: Dict, extractor: FeatureExtractor, conf, n: int) -> Dict:
@@ -241,7 +248,10 @@ def evaluate(generator: torch.nn.Module, reference: Dict, extractor: FeatureExtr
 
     started = time.perf_counter()
     fake = extractor(generate(generator, n, seed=conf.seed, chunk=conf.batch_size), total=n, desc="generated")
-    metrics = fid_kid(fake, reference["features"], conf.kid_subset_size, conf.kid_subsets, seed=conf.seed)
+    if "gaussian" not in reference:  # the real side's fit is the same at every evaluation of a run
+        reference["gaussian"] = gaussian_fit(reference["features"])
+    metrics = fid_kid(fake, reference["features"], conf.kid_subset_size, conf.kid_subsets, seed=conf.seed,
+                      real_stats=reference["gaussian"])
     ref = reference["protocol"]
     protocol = {
         **ref, "n_generated": n, "latent_seed": conf.seed, "kid_subsets": conf.kid_subsets,
