@@ -5,7 +5,7 @@ the time to check and load an existing cache, peak RSS (this process and the dec
 workers), and the share of a training step spent on data once the cache is loaded
 (ImageBank.batch for a whole epoch, against the measured step time of animegan.loop.train).
 
-    nice -n 10 python scripts/bench_prepare.py --root ../shared/data/anime-faces-96 --cache-dir /tmp/bench-cache
+    nice -n 10 python scripts/bench_prepare.py --root path/to/anime-faces --cache-dir /tmp/bench-cache
 
 The cache folder for this root under --cache-dir is deleted first, so the build is fresh.
 """
@@ -28,6 +28,7 @@ from animegan.data.folder import check_root
 from animegan.loop import train
 from animegan.losses import build_loss
 from animegan.optimizers import build_optimizers
+from animegan.precision import AUTOCAST_DTYPES
 from animegan.run import build_models, speed_settings
 
 
@@ -49,10 +50,11 @@ def data_seconds_per_batch(bank: ImageBank, batch_size: int, channels_last: bool
 def step_seconds(size: int, batch_size: int, steps: int) -> tuple:
     """Seconds per step of the real training loop (default dcgan model/optimizer), warm."""
     device = torch.device("cpu")
-    autocast, channels_last = speed_settings(TrainConfig(), device)
+    precision, channels_last = speed_settings(TrainConfig(), device)
+    autocast = AUTOCAST_DTYPES[precision]
     model = ModelConfig(image_size=size)
     g, d = build_models(model, device, channels_last)
-    opt_g, opt_d = build_optimizers(OptimizerConfig(), g, d, device)
+    opt_g, opt_d = build_optimizers(OptimizerConfig(), g, d)
 
     def run(n_steps: int) -> float:
         bank = ImageBank(torch.randint(0, 256, (batch_size * n_steps, 3, size, size), dtype=torch.uint8))

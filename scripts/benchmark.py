@@ -117,18 +117,20 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
     from animegan.loop import train
     from animegan.malloc_tuning import keep_freed_memory
     from animegan.optimizers import build_optimizers
+    from animegan.precision import AUTOCAST_DTYPES
     from animegan.run import build_models, speed_settings
 
     # Decoded once into the preparation cache (not timed), as a training run does.
     dataset = DatasetConfig(name="bench", kind="folder", root=str(data), cache_dir=str(data) + "-cache", dedupe=False)
     bank = build_image_bank(dataset, 64, seed=0, progress=False).to(device)
     conf = TrainConfig()
-    autocast_dtype, channels_last = speed_settings(conf, device)
+    precision, channels_last = speed_settings(conf, device)
+    autocast_dtype = AUTOCAST_DTYPES[precision]
     if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
         keep_freed_memory()
     torch.manual_seed(0)
     netG, netD = build_models(conf.model, device, channels_last)
-    opt_g, opt_d = build_optimizers(conf.optimizer, netG, netD, device)
+    opt_g, opt_d = build_optimizers(conf.optimizer, netG, netD)
     if compile_models:  # as run_training does with train.compile=true; compiling happens in the warm-up steps
         netG.compile()
         netD.compile()
@@ -145,7 +147,7 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
           log_every=3, on_metrics=on_metrics, show_progress=False)
     per_step = [(t1 - t0) / n for (t0, _), (t1, n) in zip(stamps, stamps[1:]) for _ in range(n)]
     return per_step[:steps], {
-        "precision": "bf16" if autocast_dtype else "fp32", "channels_last": channels_last, "compile": compile_models}
+        "precision": precision, "channels_last": channels_last, "compile": compile_models}
 
 
 def child(args) -> None:

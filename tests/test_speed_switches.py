@@ -20,7 +20,7 @@ def _train_steps(autocast_dtype, channels_last, steps=3):
     device = torch.device("cpu")
     torch.manual_seed(0)
     generator, discriminator = build_models(conf.model, device, channels_last)
-    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, device)
+    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator)
     images = torch.randint(0, 256, (16 * steps, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
     rows = []
     train(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"),
@@ -52,12 +52,15 @@ def test_fast_paths_match_the_plain_path(plain, dtype, channels_last):
     assert (out - plain_out).abs().max() < (1e-3 if dtype is None else 0.1)
 
 
-def test_speed_settings_follow_the_config():
+def test_speed_settings_follow_the_config(monkeypatch):
+    from animegan import precision
+
     cpu = torch.device("cpu")
-    assert speed_settings(tiny_conf("train.precision=fp32", "train.channels_last=false"), cpu) == (None, False)
-    assert speed_settings(tiny_conf("train.precision=bf16", "train.channels_last=true"), cpu) == (torch.bfloat16, True)
-    dtype, channels_last = speed_settings(tiny_conf(), cpu)  # auto: NHWC, bf16 only where the CPU has it
-    assert channels_last is True and dtype in (None, torch.bfloat16)
+    assert speed_settings(tiny_conf("train.precision=fp32", "train.channels_last=false"), cpu) == ("fp32", False)
+    assert speed_settings(tiny_conf("train.precision=bf16", "train.channels_last=true"), cpu) == ("bf16", True)
+    for native, expected in ((True, "bf16"), (False, "fp32")):  # auto: NHWC, bf16 only where the CPU has it
+        monkeypatch.setattr(precision, "cpu_has_native_bf16", lambda: native)
+        assert speed_settings(tiny_conf(), cpu) == (expected, True)
 
 
 def test_a_run_with_every_switch_off_and_on(tmp_path):

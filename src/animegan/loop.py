@@ -16,6 +16,7 @@ from tqdm import tqdm
 from animegan.data.bank import ImageBank
 from animegan.ema import GeneratorEMA
 from animegan.losses import gradient_penalty, r1_penalty
+from animegan.precision import LossScaling
 
 MetricRows = List[List[float]]  # [epoch, step, loss_D, loss_G, D(x), D(G(z))] per step
 
@@ -45,6 +46,7 @@ def train(
     start_step: int = 0,                         # steps already done in total (resume)
     start_step_in_epoch: int = 0,                # batches already done in epoch `start_epoch` (resume)
     autocast_dtype: Optional[torch.dtype] = None,  # e.g. torch.bfloat16; None = fp32
+    scaling: Optional[LossScaling] = None,       # backward + step of each network (fp16: loss-scaled); None = plain
     channels_last: bool = False,                 # feed NHWC batches (models converted by the caller)
     log_every: int = 25,                         # steps between host reads of the metrics
     on_metrics: Callable[[MetricRows], Optional[bool]] = lambda rows: None,  # rows every log_every steps; True: stop
@@ -64,6 +66,7 @@ def train(
     )
 
     fade_steps = max(1.0, instance_noise_epochs * bank.batches_per_epoch(batch_size))
+    scaling = scaling or LossScaling(device, enabled=False)
 
     def noise() -> torch.Tensor:
         return torch.randn(batch_size, nz, 1, 1, device=device, generator=rng)
@@ -103,11 +106,12 @@ def train(
                 real_loss, fake_loss = loss.discriminator(real_logits, fake_logits)
                 loss_d = real_loss + fake_loss
                 if loss.gp_weight > 0:  # wgan_gp
-                    loss_d = loss_d + loss.gp_weight * gradient_penalty(discriminator, real_in, fake_in, rng)
+                    loss_d = loss_d + loss.gp_weight * gradient_penalty(discriminator, real_in, fake_in, rng,
+                                                                        scaling.grad_scale("D"))
                 if r1_now:
-                    loss_d = loss_d + (r1_gamma / 2 * r1_every) * r1_penalty(real_logits, real_in)
-            loss_d.backward()
-            opt_d.step()
+                    loss_d = loss_d + (r1_gamma / 2 * r1_every) * r1_penalty(real_logits, real_in,
+                                                                             scaling.grad_scale("D"))
+            scaling.step("D", loss_d, opt_d)
 
         # G's updates need gradients through D's input, not D's weights: skip computing those.
         discriminator.requires_grad_(False)
@@ -119,8 +123,7 @@ def train(
             opt_g.zero_grad(set_to_none=True)
             with autocast:
                 loss_g = loss.generator(discriminator(d_input(fake)))
-            loss_g.backward()
-            opt_g.step()
+            scaling.step("G", loss_g, opt_g)
             if ema is not None:
                 ema.update(step)
         discriminator.requires_grad_(True)

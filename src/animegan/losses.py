@@ -96,24 +96,42 @@ def build_loss(name: str, real_label: float = 1.0, gp_weight: float = 10.0):
     return LOSSES[name](real_label=real_label, gp_weight=gp_weight)
 
 
-def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor) -> torch.Tensor:
+def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor,
+                           grad_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """|d outputs_i / d inputs_i|^2 per sample, kept in the graph (create_graph) so that
     a penalty on it trains D. Each output depends only on its own input sample (D in eval
-    mode, or BatchNorm aside), so the gradient of the sum gives every per-sample gradient."""
-    (grad,) = torch.autograd.grad(outputs.float().sum(), inputs, create_graph=True)
-    return grad.float().pow(2).flatten(1).sum(1)
+    mode, or BatchNorm aside), so the gradient of the sum gives every per-sample gradient.
+
+    Under fp16 the backward pass runs on outputs multiplied by `grad_scale` (the loss
+    scaler's factor), so that small gradients do not underflow, and the gradient is divided
+    by it again (as torch.amp's gradient-penalty recipe does)."""
+    total = outputs.float().sum()
+    if grad_scale is not None:
+        total = total * grad_scale
+    (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
+    grad = grad.float()
+    if grad_scale is not None:
+        grad = grad / grad_scale
+    return grad.pow(2).flatten(1).sum(1)
 
 
-def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator,
+                     grad_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """WGAN-GP: E[(|grad D(x_hat)| - 1)^2] at x_hat = a*real + (1-a)*fake, a ~ U(0, 1) per
-    sample drawn from `rng` (the loop's checkpointed generator). Not yet multiplied by lambda."""
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=rng, dtype=real.dtype)
-    x_hat = torch.lerp(fake.detach(), real.detach(), alpha).requires_grad_(True)
-    norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat) + 1e-12).sqrt()
+    sample drawn from `rng` (the loop's checkpointed generator). Not yet multiplied by lambda.
+
+    The interpolates are made in fp32 whatever the precision: under autocast the fakes come
+    out of G in bf16/fp16 while the real batch is fp32, and D's convolutions cast x_hat
+    to the autocast dtype themselves."""
+    real, fake = real.detach().float(), fake.detach().float()
+    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=rng)
+    x_hat = torch.lerp(fake, real, alpha).requires_grad_(True)
+    norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat, grad_scale) + 1e-12).sqrt()
     return (norm - 1.0).pow(2).mean()
 
 
-def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor) -> Optional[torch.Tensor]:
+def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor,
+               grad_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real images, reusing the forward
     that produced `real_logits` (the inputs must require grad). Not yet multiplied by gamma/2."""
-    return input_gradient_sq_norm(real_logits, real_inputs).mean()
+    return input_gradient_sq_norm(real_logits, real_inputs, grad_scale).mean()
