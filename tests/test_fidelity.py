@@ -26,6 +26,7 @@ from animegan.artefacts import MetricsLog
 from animegan.checkpoint import TRAINING_FORMAT
 from animegan.cli import eval as eval_cli
 from animegan.config import EvalConfig
+from animegan.data.bank import images_fingerprint
 from animegan.data.synthetic import render_faces
 from animegan.errors import AnimeganError
 from animegan.run import run_training
@@ -262,7 +263,7 @@ def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path
                       "kid_subset_size", "protocol_id"}
     assert (p["n_generated"], p["n_real"], p["image_size"], p["dataset"]) == (40, 64, 64, "synthetic")
     faces = render_faces(64, 64, seed=0)  # the checkpoint's own dataset: 64 synthetic faces, seed 0
-    assert p["dataset_fingerprint"] == fidelity.images_fingerprint(faces)
+    assert p["dataset_fingerprint"] == images_fingerprint(faces)
     assert record["checkpoint_weights"] == "export (EMA)" and record["versions"]["torch_fidelity"]
 
     # The same protocol gives the same id and numbers; another n gives another id.

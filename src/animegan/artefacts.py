@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +23,13 @@ class MetricsLog:
     def __init__(self, path: Path):
         self.path = Path(path)
 
-    def start(self, resume_step: int = 0) -> None:
-        """Create the file, or on resume drop rows written after the checkpoint's step
-        (they belong to work the resumed run will redo)."""
-        keep = resume_step and self.path.exists()
-        rows = [r for r in self.read() if int(r["step"]) <= resume_step] if keep else []
+    def start(self, resume_step: int = 0, history: Optional[Path] = None) -> None:
+        """Create the file. On resume keep the rows of `history` (this file, or the parent
+        run's metrics.csv when the resumed run branches into a new directory) up to the
+        checkpoint's step: later rows belong to work the resumed run will redo."""
+        history = Path(history) if history else self.path
+        keep = resume_step and history.exists()
+        rows = [r for r in MetricsLog(history).read() if int(r["step"]) <= resume_step] if keep else []
         with atomic_replace(self.path) as tmp:
             self._write(tmp, rows)
 

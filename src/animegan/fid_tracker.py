@@ -14,6 +14,7 @@ class FidTracker:
         self.best_epoch: Optional[int] = None
         self.last_fid: Optional[float] = None
         self.previous_fid: Optional[float] = None  # the evaluation before the last (for the trend line)
+        self.last_epoch: Optional[int] = None  # epoch of the last evaluation (a resume re-runs one a kill cut short)
         self.since_best = 0  # evaluations since the best one
 
     def observe(self, epoch: int, fid: float) -> bool:
@@ -23,7 +24,7 @@ class FidTracker:
             self.best_fid, self.best_epoch, self.since_best = fid, epoch, 0
         else:
             self.since_best += 1
-        self.previous_fid, self.last_fid = self.last_fid, fid
+        self.previous_fid, self.last_fid, self.last_epoch = self.last_fid, fid, epoch
         return improved
 
     @property
@@ -42,8 +43,9 @@ class FidTracker:
 
     def state_dict(self) -> dict:
         return {"best_fid": self.best_fid, "best_epoch": self.best_epoch, "last_fid": self.last_fid,
-                "since_best": self.since_best}
+                "since_best": self.since_best, "last_epoch": self.last_epoch}
 
     def load_state_dict(self, state: dict) -> None:
         self.best_fid, self.best_epoch = state.get("best_fid"), state.get("best_epoch")
         self.last_fid, self.since_best = state.get("last_fid"), state.get("since_best", 0)
+        self.last_epoch = state.get("last_epoch")

@@ -23,6 +23,7 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
+from animegan.data.bank import images_fingerprint
 from animegan.errors import AnimeganError
 from animegan.files import atomic_replace
 
@@ -97,15 +98,6 @@ def file_sha256(path: Path) -> str:
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return h.hexdigest()
-
-
-def images_fingerprint(images: torch.Tensor) -> str:
-    """Hash of the images themselves (uint8 [N, 3, S, S]): whatever the dataset's source,
-    the same pixels give the same reference statistics, and any change gives new ones."""
-    array = images.cpu().contiguous().numpy()
-    h = hashlib.sha256(str(tuple(array.shape)).encode())
-    h.update(memoryview(array.reshape(-1)))
     return h.hexdigest()
 
 

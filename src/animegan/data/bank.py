@@ -7,7 +7,19 @@ storing it. Flip and scaling run on the whole batch, on the training device.
 
 from __future__ import annotations
 
+import hashlib
+
 import torch
+
+
+def images_fingerprint(images: torch.Tensor) -> str:
+    """Hash of the images themselves (uint8 [N, 3, S, S]): whatever the dataset's source,
+    the same pixels give the same fingerprint, and any change gives another. FID's
+    reference statistics and a resume's batch-order check both key on it."""
+    array = images.cpu().contiguous().numpy()
+    h = hashlib.sha256(str(tuple(array.shape)).encode())
+    h.update(memoryview(array.reshape(-1)))
+    return h.hexdigest()
 
 
 class ImageBank:
@@ -23,6 +35,9 @@ class ImageBank:
     @property
     def image_size(self) -> int:
         return self.images.shape[-1]
+
+    def fingerprint(self) -> str:
+        return images_fingerprint(self.images)
 
     def to(self, device: torch.device) -> "ImageBank":
         """Keep the uint8 images on the training device (a CUDA bank skips host copies)."""

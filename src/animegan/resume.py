@@ -1,0 +1,80 @@
+"""Resuming without destroying work: where a resumed run writes, and whether it can
+continue the batch order it left.
+
+- A run continues in its own directory only from its newest state (`last.pt`, or another
+  checkpoint of the same step). Resuming from an older one (`best.pt`, `epoch_005.pt`)
+  would truncate `metrics.csv` and overwrite `last.pt` of the newer work, so it branches:
+  a new run directory that records its parent checkpoint and starts its metrics with the
+  parent's rows up to that step. The old run is not touched.
+- The batch order is a function of (seed, epoch, dataset, batch_size). A checkpoint
+  records these; a resume that changes one of them is refused with one line, unless
+  `resume_new_order=true` says the user means it: then the interrupted epoch starts again
+  from its first batch in the new order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Optional
+
+from animegan.errors import AnimeganError
+
+
+def run_dir_of(checkpoint: Path) -> Optional[Path]:
+    """The run directory a checkpoint was written in (<run>/checkpoints/x.pt), else None."""
+    checkpoint = Path(checkpoint).absolute()
+    return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
+
+
+def is_newest_state(checkpoint: Path, step: int) -> bool:
+    """True when no state newer than `step` exists in the checkpoint's run: its last.pt is
+    this file, or holds the same step."""
+    from animegan.checkpoint import load_training_state
+
+    run = run_dir_of(checkpoint)
+    if run is None:
+        return False
+    last = run / "checkpoints" / "last.pt"
+    if not last.is_file():
+        return False
+    if last.samefile(checkpoint):
+        return True
+    return int(load_training_state(last)["step"]) <= step
+
+
+def data_order(conf, fingerprint: Optional[str]) -> Dict[str, Any]:
+    """What the batch order depends on; stored in every training checkpoint. A None
+    fingerprint (the images not loaded yet) is left out of comparisons."""
+    return {"batch_size": conf.batch_size, "seed": conf.seed, "dataset": conf.dataset.name,
+            "dataset_fingerprint": fingerprint, "flip": conf.dataset.flip}
+
+
+def saved_data_order(state: Dict[str, Any]) -> Dict[str, Any]:
+    """The data order a checkpoint was trained with (from its config for checkpoints
+    written before the order was recorded; their images are unknown)."""
+    if "data_order" in state:
+        return state["data_order"]
+    c = state["config"]
+    return {"batch_size": c["batch_size"], "seed": c["seed"], "dataset": c["dataset"]["name"],
+            "dataset_fingerprint": None, "flip": c["dataset"]["flip"]}
+
+
+def check_data_order(saved: Dict[str, Any], now: Dict[str, Any], new_order_allowed: bool, checkpoint: Path) -> bool:
+    """Compare the checkpoint's data order with this run's. Returns True when it changed
+    and the user allowed it; raises a one-line AnimeganError when it changed otherwise."""
+    changed = [key for key in ("batch_size", "seed", "flip", "dataset_fingerprint")
+               if saved.get(key) is not None and now.get(key) is not None and saved[key] != now[key]]
+    if not changed:
+        return False
+    if new_order_allowed:
+        return True
+    key = changed[0]
+    if key == "dataset_fingerprint":
+        what = (f"the images of dataset '{now['dataset']}' differ from those the checkpoint was trained on "
+                f"(dataset '{saved.get('dataset')}': files added, removed or changed, or another dataset)")
+    else:
+        name = "dataset.flip" if key == "flip" else key
+        what = f"{name}={now[key]} differs from the checkpoint's {name}={saved[key]}"
+    raise AnimeganError(f"resume from {checkpoint}: {what}, which changes the batch order; resume with the "
+                        "checkpoint's settings, or add resume_new_order=true to continue in a new order "
+                        "(the interrupted epoch starts again from its first batch)")

@@ -1,0 +1,167 @@
+"""Resume never destroys work: older states branch into a new run directory, a changed batch
+order is refused unless asked for, saved paths work from any directory, and a kill during
+an epoch-end evaluation loses neither the epoch nor the evaluation."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from animegan import fidelity
+from animegan.artefacts import MetricsLog
+from animegan.errors import AnimeganError
+from animegan.run import run_training
+from conftest import STANDIN, TINY, load_state, run_cli, standin_eval, tiny_conf
+from test_training import _assert_same_weights, _rows
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run_files(run: Path) -> dict:
+    return {p.relative_to(run): _digest(p) for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(tmp_path):
+    run = tmp_path / "run"
+    args = [*TINY, "checkpoint.keep_every=1"]
+    run_cli("animegan-train", [*args, "epochs=3", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    before = _run_files(run)
+
+    result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"],
+                     cwd=tmp_path, check=True)
+    assert _run_files(run) == before  # not one byte of the newer run changed
+
+    branches = list((tmp_path / "outputs").glob("*/*/checkpoints/last.pt"))
+    assert len(branches) == 1, result.stdout
+    branch = branches[0].parent.parent
+    state = load_state(branch / "checkpoints" / "last.pt")
+    assert state["epoch"] == 2 and state["step"] == 8
+    assert state["parent"] == {"checkpoint": str(run / "checkpoints" / "epoch_001.pt"), "step": 4}
+    assert "branching from" in (branch / "train.log").read_text()
+    # The branch's metrics start with the parent's rows up to the checkpoint, then its own.
+    rows = _rows(branch)
+    assert [int(r["step"]) for r in rows] == list(range(1, 9))
+    assert rows[:4] == _rows(run)[:4]
+
+
+def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_path):
+    run = tmp_path / "run"
+    run_training(tiny_conf("epochs=2", "checkpoint.keep_every=1"), run, show_progress=False)
+    before = _run_files(run)
+    with pytest.raises(AnimeganError, match="older than .*last.pt.*overwrite"):
+        run_training(tiny_conf(f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=3"), run,
+                     show_progress=False)
+    assert _run_files(run) == before
+
+
+def test_resuming_the_newest_state_continues_in_place(tmp_path):
+    run = tmp_path / "run"
+    run_cli("animegan-train", [*TINY, "epochs=1", "checkpoint.keep_every=1", f"hydra.run.dir={run}"], cwd=tmp_path,
+            check=True)
+    # epoch_001.pt holds the same step as last.pt: nothing newer exists, so this is the run's newest state too.
+    run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"], cwd=tmp_path, check=True)
+    assert not (tmp_path / "outputs").exists()
+    assert load_state(run / "checkpoints" / "last.pt")["step"] == 8
+    assert "parent" not in load_state(run / "checkpoints" / "last.pt") or \
+        load_state(run / "checkpoints" / "last.pt")["parent"] == {}
+
+
+@pytest.mark.parametrize("change,key", [("batch_size=32", "batch_size"), ("seed=5", "seed"),
+                                        ("dataset.flip=false", "dataset.flip")])
+def test_a_resume_that_changes_the_batch_order_is_one_line_naming_the_key(tmp_path, change, key):
+    run = tmp_path / "run"
+    run_cli("animegan-train", [*TINY, "epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    before = _run_files(run)
+    result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2", change], cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{key}=" in lines[0] and "resume_new_order=true" in lines[0]
+    assert _run_files(run) == before
+
+
+def test_resume_new_order_restarts_the_interrupted_epoch_in_the_new_order(tmp_path):
+    """A mid-epoch checkpoint at batch 6 of 8; with batch_size 64 an epoch has 2 batches,
+    so the old position does not exist any more (it crashed before)."""
+    run = tmp_path / "run"
+    common = ["dataset.num_images=128", "train.max_minutes=0"]
+    run_training(tiny_conf(*common, "checkpoint.every_n_steps=6", "train.max_minutes=1e-9", "train.log_every=6"), run,
+                 show_progress=False)
+    state = load_state(run / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step_in_epoch"]) == (0, 6)
+    resume = f"resume={run / 'checkpoints' / 'last.pt'}"
+    with pytest.raises(AnimeganError, match="batch_size=64 differs"):
+        run_training(tiny_conf(*common, resume, "batch_size=64", "epochs=2"), run, show_progress=False)
+    run_training(tiny_conf(*common, resume, "batch_size=64", "epochs=2", "resume_new_order=true"), run,
+                 show_progress=False)
+    state = load_state(run / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (2, 6 + 2 * 2)  # epoch 1 replayed whole, then epoch 2
+    assert state["data_order"]["batch_size"] == 64
+
+
+def _faces(folder: Path, count: int, start: int = 0) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(start)
+    for i in range(start, start + count):
+        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+
+
+def test_changed_images_are_refused_on_resume(tmp_path):
+    faces = tmp_path / "faces"
+    _faces(faces, 40)
+    run = tmp_path / "run"
+    opts = ["dataset=folder", f"dataset.root={faces}", "dataset.min_size=0", "dataset.workers=1"]
+    tiny = [a for a in TINY if not a.startswith("dataset.")]
+    run_cli("animegan-train", [*tiny, *opts, "batch_size=8", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    _faces(faces, 4, start=40)  # the user adds images to the folder
+    result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=tmp_path)
+    assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
+    assert "the images of dataset 'folder' differ" in result.stdout + result.stderr
+    assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_saved_paths_are_absolute_so_resume_and_eval_work_from_anywhere(tmp_path, monkeypatch):
+    home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
+    _faces(home / "faces", 32)
+    elsewhere.mkdir()
+    tiny = [a for a in TINY if not a.startswith("dataset.")]
+    run = tmp_path / "run"
+    run_cli("animegan-train", [*tiny, "dataset=folder", "dataset.root=faces", "dataset.min_size=0", "batch_size=8",
+                               f"hydra.run.dir={run}"], cwd=home, check=True)
+    saved = load_state(run / "checkpoints" / "last.pt")["config"]
+    assert saved["dataset"]["root"] == str(home / "faces")
+    result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 2
+
+
+def test_a_kill_during_the_epoch_end_evaluation_keeps_the_epoch_and_resume_evaluates_it(tmp_path, monkeypatch):
+    """last.pt is written before FID: an evaluation that never returns (SIGKILL during a
+    10-minute CPU evaluation; simulated by an exception) loses nothing of the epoch, and
+    the resumed run evaluates that epoch before training on."""
+    run = tmp_path / "run"
+    real_evaluate = fidelity.evaluate
+
+    def killed(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fidelity, "evaluate", killed)
+    opts = ["epochs=2", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats")]
+    with pytest.raises(KeyboardInterrupt):
+        run_training(tiny_conf(*opts), run, show_progress=False)
+    state = load_state(run / "checkpoints" / "last.pt")
+    assert (state["epoch"], state["step"]) == (1, 4)  # the epoch is safe
+    assert (run / "samples" / "epoch_001.png").is_file()
+
+    monkeypatch.setattr(fidelity, "evaluate", real_evaluate)
+    run_training(tiny_conf(*opts, f"resume={run / 'checkpoints' / 'last.pt'}"), run, show_progress=False)
+    evals = MetricsLog(run / "metrics.csv").split()[1]
+    assert [int(r["epoch"]) for r in evals] == [1, 2]  # epoch 1 evaluated on resume, then epoch 2
+    assert load_state(run / "checkpoints" / "last.pt")["fid"]["last_epoch"] == 2
+    assert STANDIN in opts[2]
