@@ -21,10 +21,11 @@ TINY = [
 BIN = Path(sys.executable).parent
 
 
-def tiny_conf(*overrides: str):
-    """A validated TrainConfig: TINY plus `overrides` (later ones win)."""
-    job = [*TINY, *overrides]
-    return resolve_config(compose_config(job), job)
+def tiny_conf(*overrides: str, synthetic: bool = True):
+    """A validated TrainConfig: TINY plus `overrides` (later ones win). synthetic=False
+    leaves out TINY's dataset keys (for a folder dataset the test makes)."""
+    job = [*(TINY if synthetic else [a for a in TINY if not a.startswith("dataset.")]), *overrides]
+    return resolve_config(compose_config(job), job, os.getcwd())
 
 
 def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import pytest
 
 from animegan.cli.train import compose_config, preflight, resolve_config
@@ -18,10 +19,10 @@ GROUPS = {
 
 
 def test_default_config_composes_to_the_documented_defaults():
-    conf = resolve_config(compose_config([]), [])
+    conf = resolve_config(compose_config([]), [], os.getcwd())
     assert isinstance(conf, TrainConfig)
     assert conf.dataset.kind == "synthetic"
-    assert conf.model.name == "dcgan64" and conf.model.image_size == 64 and conf.model.nz == 100
+    assert conf.model.image_size == 64 and conf.model.nz == 100
     assert conf.optimizer.name == "adam" and conf.optimizer.lr == 2e-4 and conf.optimizer.betas == [0.5, 0.999]
     assert conf.batch_size == 128 and conf.device == "auto"
     assert conf.train.d_steps == 1 and conf.train.g_steps == 1
@@ -30,12 +31,15 @@ def test_default_config_composes_to_the_documented_defaults():
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])
 def test_every_group_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"] + (["dataset.root=/somewhere"] if option == "folder" else [])
-    conf = resolve_config(compose_config(overrides), overrides)
-    assert getattr(conf, group).name == option
+    conf = resolve_config(compose_config(overrides), overrides, os.getcwd())
+    if group == "model":  # a model option is its image size
+        assert f"dcgan{conf.model.image_size}" == option
+    else:
+        assert getattr(conf, group).name == option
 
 
 def test_model_sizes_and_overrides_reach_the_schema():
-    conf = resolve_config(compose_config(["model=dcgan128", "model.nz=128", "optimizer.lr_d=4e-4"]), [])
+    conf = resolve_config(compose_config(["model=dcgan128", "model.nz=128", "optimizer.lr_d=4e-4"]), [], os.getcwd())
     assert conf.model.image_size == 128 and conf.model.nz == 128
     assert conf.optimizer.lr_d == 4e-4 and conf.optimizer.lr_g is None
 
@@ -61,7 +65,7 @@ def test_model_sizes_and_overrides_reach_the_schema():
 )
 def test_bad_config_is_one_line_naming_the_key(override, expected):
     with pytest.raises(AnimeganError) as info:
-        preflight([override])
+        preflight([override], os.getcwd())
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
@@ -69,9 +73,9 @@ def test_bad_config_is_one_line_naming_the_key(override, expected):
 
 def test_unknown_key_lists_the_allowed_keys():
     with pytest.raises(AnimeganError, match="unknown"):
-        preflight(["model.width=3"])
+        preflight(["model.width=3"], os.getcwd())
     with pytest.raises(AnimeganError, match="available: .*anime36k.*synthetic"):
-        preflight(["dataset=nope"])
+        preflight(["dataset=nope"], os.getcwd())
 
 
 def test_validate_rejects_unknown_keys_in_a_plain_dict():
@@ -80,9 +84,9 @@ def test_validate_rejects_unknown_keys_in_a_plain_dict():
 
 
 def test_multirun_checks_every_job_of_the_sweep():
-    preflight(["-m", "optimizer.lr=1e-4,2e-4", "train.g_steps=1,2"])
+    preflight(["-m", "optimizer.lr=1e-4,2e-4", "train.g_steps=1,2"], os.getcwd())
     with pytest.raises(AnimeganError, match="optimizer.lr"):
-        preflight(["-m", "optimizer.lr=1e-4,-1"])
+        preflight(["-m", "optimizer.lr=1e-4,-1"], os.getcwd())
 
 
 def test_cli_bad_config_prints_one_line_and_creates_nothing(tmp_path):
@@ -97,9 +101,130 @@ def test_cli_bad_config_prints_one_line_and_creates_nothing(tmp_path):
 def test_local_configs_folder_overrides_and_adds_configs(tmp_path, monkeypatch):
     (tmp_path / "configs" / "model").mkdir(parents=True)
     (tmp_path / "configs" / "model" / "dcgan64.yaml").write_text(
-        "name: dcgan64\nimage_size: 64\nnz: 77\nngf: 8\nndf: 8\nd_dropout: 0.0\nleaky_slope: 0.2\n")
+        "image_size: 64\nnz: 77\nngf: 8\nndf: 8\nd_dropout: 0.0\nleaky_slope: 0.2\n")
     (tmp_path / "configs" / "model" / "mine.yaml").write_text(
-        "name: mine\nimage_size: 32\nnz: 16\nngf: 4\nndf: 4\nd_dropout: 0.0\nleaky_slope: 0.1\n")
+        "image_size: 32\nnz: 16\nngf: 4\nndf: 4\nd_dropout: 0.0\nleaky_slope: 0.1\n")
     monkeypatch.chdir(tmp_path)
-    assert resolve_config(compose_config([]), []).model.nz == 77  # overrides the shipped file
-    assert resolve_config(compose_config(["model=mine"]), []).model.image_size == 32  # adds a new option
+    assert resolve_config(compose_config([]), [], os.getcwd()).model.nz == 77  # overrides the shipped file
+    assert resolve_config(compose_config(["model=mine"]), [], os.getcwd()).model.image_size == 32  # adds a new option
+
+
+# --- combinations that cannot work, and options that would be ignored ---------------------------------------------
+
+@pytest.mark.parametrize("overrides", [["train.compile=true", "loss=wgan_gp"],
+                                       ["train.compile=true", "loss.r1_gamma=1"]])
+def test_compile_with_a_double_backward_is_refused_before_any_work(tmp_path, overrides):
+    result = run_cli("animegan-train", overrides, cwd=tmp_path)
+    assert result.returncode == 2 and list(tmp_path.iterdir()) == []
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "train.compile=true" in lines[0] and "train.compile=false" in lines[0]
+
+
+def test_a_penalty_with_batchnorm_in_d_warns(tmp_path, caplog):
+    import logging
+
+    from animegan.run import run_training
+    from conftest import tiny_conf
+
+    caplog.set_level(logging.WARNING, logger="animegan")
+    run_training(tiny_conf("loss.r1_gamma=1", "output.sample_every=0"), tmp_path / "bn", show_progress=False)
+    assert any("BatchNorm" in r.getMessage() and "d_batchnorm=false" in r.getMessage() for r in caplog.records)
+    caplog.clear()
+    run_training(tiny_conf("loss.r1_gamma=1", "model.d_batchnorm=false", "output.sample_every=0"), tmp_path / "none",
+                 show_progress=False)
+    assert not any("BatchNorm" in r.getMessage() for r in caplog.records)
+
+
+def test_the_wgan_gp_preset_trains_as_its_file_says(tmp_path):
+    """configs/loss/wgan_gp.yaml: five critic steps per G step and no BatchNorm in the
+    critic; with Adam, the paper's lr 1e-4 and betas (0, 0.9). The command line still wins."""
+    from animegan.run import run_training
+    from conftest import load_state, tiny_conf
+
+    conf = tiny_conf("loss=wgan_gp", "output.sample_every=0")
+    run_training(conf, tmp_path / "run", show_progress=False)
+    state = load_state(tmp_path / "run" / "checkpoints" / "last.pt")
+    steps = {net: int(next(iter(state[net]["state"].values()))["step"]) for net in ("opt_g", "opt_d")}
+    assert steps["opt_d"] == 5 * steps["opt_g"] == 5 * state["step"]
+    assert not any("running_mean" in k for k in state["discriminator"])  # no BatchNorm in the critic
+    group = state["opt_d"]["param_groups"][0]
+    assert (group["lr"], tuple(group["betas"])) == (1e-4, (0.0, 0.9))
+    assert tiny_conf("loss=wgan_gp", "optimizer=sgd").optimizer.betas == [0.5, 0.999]  # not sgd's business
+    mine = tiny_conf("loss=wgan_gp", "train.d_steps=2", "optimizer.lr=3e-4")
+    assert (mine.train.d_steps, mine.optimizer.lr) == (2, 3e-4)
+
+
+@pytest.mark.parametrize("override,key", [
+    (["optimizer=sgd", "optimizer.betas=[0.0,0.9]"], "optimizer.betas"),
+    (["optimizer=rmsprop", "optimizer.betas=[0.0,0.9]"], "optimizer.betas"),
+    (["optimizer.momentum=0.9"], "optimizer.momentum"),
+    (["loss=hinge", "loss.gp_weight=5"], "loss.gp_weight"),
+    (["loss.gp_weight=5"], "loss.gp_weight"),
+    (["dataset.crop=resize"], "dataset.crop"),
+    (["dataset.root=/data/faces"], "dataset.root"),
+    (["dataset=folder", "dataset.root=/data", "dataset.num_images=500"], "dataset.num_images"),
+    (["model.name=dcgan32"], "model.name"),
+])
+def test_options_that_would_be_ignored_are_refused_with_one_line(override, key):
+    with pytest.raises(AnimeganError) as info:
+        preflight(override, os.getcwd())
+    assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_the_options_that_apply_are_taken_and_reach_the_objects():
+    import torch
+
+    from animegan.optimizers import build_optimizers
+
+    def optimizers(*overrides):
+        conf = resolve_config(compose_config(list(overrides)), list(overrides), os.getcwd())
+        net = torch.nn.Linear(2, 2)
+        return build_optimizers(conf.optimizer, net, net)[1].param_groups[0]
+
+    assert optimizers("optimizer=sgd", "optimizer.momentum=0.5")["momentum"] == 0.5
+    assert optimizers("optimizer=rmsprop", "optimizer.momentum=0.3")["momentum"] == 0.3
+    assert tuple(optimizers("optimizer.betas=[0.0,0.99]")["betas"]) == (0.0, 0.99)
+
+
+def test_dataset_workers_reaches_the_synthetic_renderer(monkeypatch):
+    import torch
+
+    from animegan.data import build_image_bank
+    from animegan.data import synthetic
+
+    seen = []
+
+    def render(count, size, seed=0, workers=0):
+        seen.append(workers)
+        return torch.zeros(count, 3, size, size, dtype=torch.uint8)
+
+    monkeypatch.setattr(synthetic, "render_faces", render)
+    conf = resolve_config(compose_config(["dataset.workers=3"]), ["dataset.workers=3"], os.getcwd())
+    build_image_bank(conf.dataset, 64, seed=0)
+    assert seen == [3]
+
+
+def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
+    from animegan.cli.train import with_named_overrides
+    from animegan.config import to_dict
+
+    saved = to_dict(resolve_config(compose_config([]), [], os.getcwd()))
+    saved["model"]["name"] = "dcgan64"  # written by animegan before model.name was refused
+    assert validate(with_named_overrides(saved, compose_config(["epochs=9"]), ["epochs=9"])).epochs == 9
+
+
+def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):
+    import torch
+
+    from animegan.run import select_device
+
+    assert validate({"device": "cuda:1"}).device == "cuda:1"
+    with pytest.raises(AnimeganError, match="device"):
+        validate({"device": "cuda:one"})
+    if not torch.cuda.is_available():
+        with pytest.raises(AnimeganError, match="device=cuda:1 .*no CUDA GPU"):
+            select_device("cuda:1")
+        result = run_cli("animegan-train", ["device=cuda:1"], cwd=tmp_path)
+        assert result.returncode == 2 and list(tmp_path.iterdir()) == []  # refused before a run directory
+        assert len(result.stderr.strip().splitlines()) == 1 and "cuda:1" in result.stderr
+    assert select_device("cpu") == torch.device("cpu")

@@ -121,7 +121,14 @@ def test_each_loss_trains_a_few_steps(tmp_path, overrides):
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
 
 
-def test_label_smoothing_is_ignored_by_losses_without_labels():
-    # The synthetic preset turns smoothing on; hinge must still compose and train with it.
-    conf = tiny_conf("loss=hinge")
-    assert conf.loss.real_label == 0.9 and conf.loss.name == "hinge"
+@pytest.mark.parametrize("name,acts", [("bce", True), ("lsgan", True), ("hinge", False), ("wgan_gp", False)])
+def test_label_smoothing_changes_bce_and_lsgan_training_and_not_hinge_or_wgan(tmp_path, name, acts):
+    """hinge and WGAN have no labels: loss.real_label (which the default synthetic run sets
+    to 0.9) must compose and train, and leave their training exactly as it is."""
+    opts = ["model=dcgan32", "dataset.num_images=32", "output.sample_every=0", f"loss={name}", "train.d_steps=1"]
+    weights = []
+    for label in ("1.0", "0.9"):
+        run_training(tiny_conf(*opts, f"loss.real_label={label}"), tmp_path / label, show_progress=False)
+        weights.append(torch.load(tmp_path / label / "checkpoints" / "last.pt", weights_only=True)["discriminator"])
+    same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    assert same is not acts

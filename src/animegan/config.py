@@ -7,6 +7,7 @@ problem becomes one AnimeganError line naming the key and what is allowed.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
@@ -21,8 +22,8 @@ OPTIMIZERS = ("adam", "sgd", "rmsprop")
 LOSSES = ("bce", "hinge", "wgan_gp", "lsgan")
 GUARDS = ("off", "warn", "stop")
 AUGMENTS = ("color", "translation", "cutout")
-DEVICES = ("auto", "cpu", "cuda")
-PRECISIONS = ("auto", "fp32", "bf16")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # cuda:N picks one of several GPUs
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRISTATE = ("auto", "true", "false")
 
 
@@ -43,7 +44,7 @@ class DatasetConfig:
     near_dedupe: bool = False  # drop perceptual near-duplicates (64-bit difference hash)
     near_dedupe_distance: int = 4  # near_dedupe: max differing hash bits (0-64) that count as a duplicate
     cache_dir: Optional[str] = None  # None: <root>/.animegan-cache, or ~/.cache/animegan when read-only
-    workers: int = 0  # decoding processes for the first preparation (0: one per CPU core, at most 8)
+    workers: int = 0  # processes that decode a folder (first preparation) or draw the synthetic faces (0: one per CPU core, at most 8)
 
     # Allowed values; class constants, not config keys (no annotation: not dataclass fields).
     CROPS = ("center", "resize")
@@ -52,7 +53,6 @@ class DatasetConfig:
 
 @dataclass
 class ModelConfig:
-    name: str = "dcgan64"
     image_size: int = 64
     nz: int = 100
     ngf: int = 64
@@ -73,8 +73,8 @@ class OptimizerConfig:
     lr: float = 2e-4
     lr_g: Optional[float] = None  # generator lr; None = lr
     lr_d: Optional[float] = None  # discriminator lr; None = lr
-    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only
-    momentum: float = 0.0  # sgd / rmsprop only
+    betas: List[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only (refused for the others)
+    momentum: float = 0.0  # sgd / rmsprop only (refused for adam)
     weight_decay: float = 0.0
 
 
@@ -82,7 +82,7 @@ class OptimizerConfig:
 class LossConfig:
     name: str = "bce"
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing (bce, lsgan; others ignore it)
-    gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty
+    gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty (refused for the other losses)
     r1_gamma: float = 0.0  # R1 penalty gamma/2 * E|grad D(x)|^2 on real images (0: off); any loss
     r1_every: int = 1  # lazy R1: apply it every N steps, scaled by N
 
@@ -94,7 +94,7 @@ class LoopConfig:
     log_every: int = 25
     instance_noise: float = 0.0  # std of Gaussian noise added to D's inputs, decayed linearly to 0 ...
     instance_noise_epochs: float = 6.0  # ... over this many epochs (a fixed horizon keeps resume exact)
-    precision: str = "auto"
+    precision: str = "auto"  # auto | fp32 | bf16 | fp16 (animegan.precision says what auto picks)
     channels_last: str = "auto"
     compile: str = "auto"  # torch.compile G and D: auto | true | false (auto: off, see run.use_compile)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
@@ -153,16 +153,19 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"
     resume: Optional[str] = None
+    resume_new_order: bool = False  # resume although batch_size, seed or the data changed (a new batch order)
 
 
 def validate(cfg: Any) -> TrainConfig:
     """Check a composed config (DictConfig or dict) and return it as a TrainConfig."""
-    raw = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    # A plain copy: a composed config is typed by the schema already, and keys added with
+    # `+key=value` would slip through a merge of two structured configs.
+    raw = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
     try:
         merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
         conf: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
-        raise AnimeganError(_describe_omegaconf_error(exc)) from None
+        raise AnimeganError(describe_omegaconf_error(exc)) from None
     _check_values(conf)
     return conf
 
@@ -172,7 +175,7 @@ def to_dict(conf: TrainConfig) -> dict:
     return OmegaConf.to_container(OmegaConf.structured(conf), resolve=True)  # type: ignore[return-value]
 
 
-def _describe_omegaconf_error(exc: OmegaConfBaseException) -> str:
+def describe_omegaconf_error(exc: OmegaConfBaseException) -> str:
     key = getattr(exc, "full_key", None) or "?"
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "not in" in first_line and "Key" in first_line:
@@ -204,12 +207,16 @@ def _check_values(c: TrainConfig) -> None:
     _require(c.epochs >= 1, "epochs", c.epochs, ge1)
     _require(c.batch_size >= 1, "batch_size", c.batch_size, ge1)
     _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
-    _require(c.device in DEVICES, "device", c.device, f"allowed: {', '.join(DEVICES)}")
+    _require(DEVICE_PATTERN.fullmatch(str(c.device)) is not None, "device", c.device,
+             "allowed: auto, cpu, cuda, cuda:N (N: the GPU's index)")
 
     d = c.dataset
     _require(d.kind in DATASET_KINDS, "dataset.kind", d.kind, f"allowed: {', '.join(DATASET_KINDS)}")
     if d.kind == "synthetic":
         _require(d.num_images >= 1, "dataset.num_images", d.num_images, ge1)
+    _require(d.workers >= 0, "dataset.workers", d.workers, "must be >= 0 (0: one per CPU core, at most 8)")
+    _only_for(d, FOLDER_ONLY, d.kind == "folder", "dataset", "folder datasets (dataset=folder or a preset)")
+    _only_for(d, ("num_images",), d.kind == "synthetic", "dataset", "dataset=synthetic")
     if d.kind == "folder":
         _require(bool(d.root), "dataset.root", d.root, "set it to the folder of images: dataset.root=/path/to/images")
         _require(d.min_size >= 0, "dataset.min_size", d.min_size, "must be >= 0 pixels (0: keep all sizes)")
@@ -220,7 +227,6 @@ def _check_values(c: TrainConfig) -> None:
                  "must be 0-64 differing bits (4 finds resized or re-encoded copies)")
         _require(d.cache_dir is None or bool(str(d.cache_dir).strip()), "dataset.cache_dir", d.cache_dir,
                  "a folder path, or null for the default")
-        _require(d.workers >= 0, "dataset.workers", d.workers, "must be >= 0 (0: one per CPU core)")
 
     m = c.model
     sizes = ", ".join(map(str, IMAGE_SIZES))
@@ -242,11 +248,14 @@ def _check_values(c: TrainConfig) -> None:
         "optimizer.betas", list(o.betas), "must be two numbers in [0, 1), e.g. [0.5, 0.999]",
     )
     _require(o.momentum >= 0, "optimizer.momentum", o.momentum, "must be >= 0")
+    _only_for(o, ("betas",), o.name == "adam", "optimizer", "optimizer=adam")
+    _only_for(o, ("momentum",), o.name in ("sgd", "rmsprop"), "optimizer", "optimizer=sgd and optimizer=rmsprop")
     _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
 
     _require(c.loss.name in LOSSES, "loss.name", c.loss.name, f"allowed: {', '.join(LOSSES)}")
     _require(0.5 < c.loss.real_label <= 1.0, "loss.real_label", c.loss.real_label, "must be in (0.5, 1], e.g. 0.9")
     _require(c.loss.gp_weight >= 0, "loss.gp_weight", c.loss.gp_weight, "must be >= 0")
+    _only_for(c.loss, ("gp_weight",), c.loss.name == "wgan_gp", "loss", "loss=wgan_gp")
     _require(c.loss.r1_gamma >= 0, "loss.r1_gamma", c.loss.r1_gamma, "must be >= 0 (0: off)")
     _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
 
@@ -268,6 +277,9 @@ def _check_values(c: TrainConfig) -> None:
         str(t.channels_last).lower() in TRISTATE, "train.channels_last", t.channels_last, "allowed: auto, true, false"
     )
     _require(str(t.compile).lower() in TRISTATE, "train.compile", t.compile, "allowed: auto, true, false")
+    if str(t.compile).lower() == "true" and double_backward(c):
+        raise AnimeganError("train.compile=true cannot train with a gradient penalty (loss=wgan_gp or loss.r1_gamma > 0): "
+                            "torch.compile does not differentiate twice; use train.compile=false")
 
     out = c.output
     _require(out.sample_every >= 0, "output.sample_every", out.sample_every, "must be >= 0 (0: no grids)")
@@ -295,3 +307,75 @@ def _check_values(c: TrainConfig) -> None:
     _require(e.kid_subsets >= 1, "eval.kid_subsets", e.kid_subsets, ge1)
     _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, ge1)
     _require(e.seed >= 0, "eval.seed", e.seed, "must be an integer >= 0")
+
+
+# Dataset keys that only the folder pipeline reads (the synthetic faces are drawn, not decoded).
+FOLDER_ONLY = ("root", "min_size", "crop", "resize_filter", "dedupe", "near_dedupe", "near_dedupe_distance", "cache_dir")
+
+
+def _only_for(section: Any, keys, applies: bool, prefix: str, where: str) -> None:
+    """Refuse keys that the chosen option would silently ignore: a key set away from its
+    schema default where it does not apply is a mistake the user should hear about."""
+    if applies:
+        return
+    defaults = type(section)()
+    for key in keys:
+        value = getattr(section, key)
+        if value != getattr(defaults, key):
+            raise AnimeganError(f"config key '{prefix}.{key}' = {value!r} applies to {where} only and would be "
+                                f"ignored here; remove it")
+
+
+def double_backward(c: TrainConfig) -> bool:
+    """True when D's loss differentiates D's gradient (WGAN-GP's penalty, R1)."""
+    return c.loss.name == "wgan_gp" or c.loss.r1_gamma > 0
+
+
+def config_warnings(c: TrainConfig) -> List[str]:
+    """Combinations that run but probably not as meant; logged when a run starts."""
+    out = []
+    if double_backward(c) and c.model.d_batchnorm:
+        out.append("a gradient penalty (wgan_gp or R1) with BatchNorm in D: the penalty is per sample, but BatchNorm "
+                   "mixes the samples of a batch; set model.d_batchnorm=false")
+    return out
+
+
+def from_checkpoint(saved: dict) -> dict:
+    """A config saved in a checkpoint, brought to today's schema (a copy): keys that older
+    versions wrote and this one no longer has are dropped."""
+    import copy
+
+    saved = copy.deepcopy(saved)
+    saved.get("model", {}).pop("name", None)  # the model group's name: never used, now refused
+    return saved
+
+
+
+PATH_KEYS = ("dataset.root", "dataset.cache_dir", "eval.inception_weights", "eval.stats_dir", "resume")
+
+
+def with_absolute_paths(conf: TrainConfig, base: str) -> TrainConfig:
+    """Make the config's relative paths absolute against `base` (the directory the command
+    was started in), in place: the config saved in a checkpoint then means the same files
+    when a resume or an evaluation starts from another directory."""
+    import os
+
+    for dotted in PATH_KEYS:
+        section, _, key = dotted.rpartition(".")
+        node = getattr(conf, section) if section else conf
+        value = getattr(node, key)
+        if value:
+            setattr(node, key, os.path.normpath(os.path.join(base, os.path.expanduser(str(value)))))
+    return conf
+
+
+SCHEMA_NAME = "animegan_schema"
+
+
+def register_schema() -> None:
+    """Store TrainConfig in Hydra's ConfigStore as the base of configs/train.yaml: every key
+    the schema knows can then be set on the command line, also one that the chosen group's
+    YAML does not list (dataset=folder dataset.workers=2, loss=hinge loss.r1_gamma=1)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)

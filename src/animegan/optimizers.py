@@ -8,8 +8,7 @@ from animegan.config import OptimizerConfig
 from animegan.errors import AnimeganError
 
 
-def build_optimizers(conf: OptimizerConfig, generator: torch.nn.Module, discriminator: torch.nn.Module,
-                     device: torch.device):
+def build_optimizers(conf: OptimizerConfig, generator: torch.nn.Module, discriminator: torch.nn.Module):
     """(opt_g, opt_d). lr_g / lr_d, when set, override lr for one network (two-timescale)."""
 
     def make(params, lr: float) -> torch.optim.Optimizer:

@@ -30,7 +30,7 @@ def parse_args(argv):
     p.add_argument("--ref", action="store_true", help="only compute and cache the dataset's reference features")
     p.add_argument("--out", type=Path, default=None,
                    help="JSON file for the result and its protocol (default: beside the checkpoint)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset=anime36k eval.n_real=20000")
     return p.parse_args(argv)
 

@@ -25,7 +25,7 @@ def parse_args(argv):
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same faces")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square-ish)")
     p.add_argument("--save-individual", type=Path, default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=256, help="images generated at a time (bounds memory)")
     p.add_argument("--truncation", type=float, default=None, metavar="T",
                    help="truncation trick: redraw latent entries with |z| > T (e.g. 1.0: less variety, fewer odd faces)")

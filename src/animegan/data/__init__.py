@@ -25,7 +25,7 @@ def build_image_bank(conf, image_size: int, seed: int, progress: bool = True):
     if conf.kind == "synthetic":
         from animegan.data.synthetic import render_faces
 
-        images = render_faces(conf.num_images, image_size, seed=seed)
+        images = render_faces(conf.num_images, image_size, seed=seed, workers=conf.workers)
     elif conf.kind == "folder":
         from animegan.data.cache import prepare
 
