@@ -19,7 +19,7 @@ from animegan.losses import build_loss
 from animegan.models import Discriminator, Generator, MinibatchStd, build_discriminator, build_generator
 from animegan.optimizers import build_optimizers
 from animegan.run import build_models, run_training
-from conftest import load_state, tiny_conf
+from conftest import load_state, standin_eval, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
 
 # ---------------------------------------------------------------- spectral norm
@@ -134,7 +134,7 @@ def test_the_loop_augments_every_d_input_real_and_fake_with_one_policy():
     conf = tiny_conf("train.instance_noise=0")
     torch.manual_seed(0)
     generator, discriminator = build_models(conf.model, torch.device("cpu"))
-    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, torch.device("cpu"))
+    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator)
     rng = torch.Generator().manual_seed(1)
     inner = DiffAugment("color,translation,cutout", rng)
     seen, fed = [], []
@@ -193,15 +193,21 @@ def test_guard_spots_nan_and_collapse_on_logged_rows():
     assert guard.diverged and "collapse at step 4" in guard.reason
     guard.observe([[1, 5, 0.4, 3.0, 0.6, 0.3]])  # the collapse ends: checkpoints are allowed again
     assert not guard.diverged
-    stop = DivergenceGuard("stop", patience=3)
-    assert stop.observe([[1, 1, float("nan"), 1.0, 0.5, 0.5]]) and "NaN/inf loss at step 1" in stop.reason
-    assert not DivergenceGuard("off").observe([[1, 1, float("inf"), 1.0, 0.5, 0.5]])
+    for mode in ("stop", "warn", "off"):  # NaN/inf stops the run whatever the mode
+        nan = DivergenceGuard(mode, patience=3)
+        assert nan.observe([[1, 1, 0.5, 1.0, 0.5, 0.5], [1, 2, float("nan"), 1.0, 0.5, 0.5]]), mode
+        assert nan.diverged and "NaN/inf loss at step 2" in nan.reason
+        assert nan.observe([[1, 3, 0.5, 1.0, 0.5, 0.5]])  # and stays stopped
+    off = DivergenceGuard("off", patience=1)
+    assert not off.observe([[1, 1, 1e-4, 50.0, 1.0, 0.0], [1, 2, 1e-4, 50.0, 1.0, 0.0]]) and not off.diverged
 
 
-def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+@pytest.mark.parametrize("guard", ["warn", "off", "stop"])
+def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard(tmp_path, monkeypatch, guard):
     import animegan.run as run_module
 
     real_build = run_module.build_loss
+    evaluations = []
 
     def poisoned(*args, **kwargs):
         loss = real_build(*args, **kwargs)
@@ -217,14 +223,19 @@ def test_a_diverged_run_stops_and_keeps_the_last_good_checkpoint(tmp_path, monke
         return loss
 
     monkeypatch.setattr(run_module, "build_loss", poisoned)
-    conf = tiny_conf("train.guard=stop", "dataset.num_images=160", "checkpoint.every_n_steps=1", "train.log_every=4")
-    with pytest.raises(AnimeganError, match="diverged"):
+    monkeypatch.setattr(run_module.TrainingEvaluator, "evaluate", lambda self, *a: evaluations.append(a) or False)
+    # 8 steps an epoch, NaN at step 5, read at step 8: the epoch's end, where grids, checkpoints and FID happen.
+    conf = tiny_conf(f"train.guard={guard}", "dataset.num_images=128", "checkpoint.every_n_steps=4",
+                     "train.log_every=4", "epochs=3", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats"))
+    with pytest.raises(AnimeganError, match="diverged.*NaN/inf loss at step 5"):
         run_training(conf, tmp_path, show_progress=False)
     last = load_state(tmp_path / "checkpoints" / "last.pt")
     assert last["step"] == 4  # written before the blow-up; nothing after it
     assert all(torch.isfinite(v).all() for v in _tensors(last["generator"]).values() if v.is_floating_point())
+    assert not evaluations  # no FID of a NaN network
+    assert int(_rows(tmp_path)[-1]["step"]) == 8  # it stopped at the first read of the NaN, not an epoch later
     assert not (tmp_path / "checkpoints" / "generator.pt").exists()
-    assert (tmp_path / "samples" / "final.png").is_file()
+    assert not list((tmp_path / "samples").glob("*.png"))  # no grid of a NaN network
 
 
 # ---------------------------------------------------------------- time budget and exact resume

@@ -2,8 +2,12 @@
 
 Two signatures:
 - NaN or inf in any logged value (loss_D, loss_G, D(x), D(G(z))): the weights are lost.
+  This always stops the run, whatever `mode` says: training on, grids, FID and an export
+  of a NaN network are all worthless, and `last.pt` keeps the last good state.
 - Collapse, the classic DCGAN failure: |loss_D| stays below `d_loss` while loss_G stays
   above `g_loss` for `patience` consecutive steps (D wins outright, G's gradient is noise).
+  `mode` decides: `off` ignores it, `warn` logs it and trains on (it may recover), `stop`
+  ends the run.
 
 It sees the rows the loop hands over every `train.log_every` steps (one host sync per
 window, which the loop does anyway), so it adds no sync to the training step. While the
@@ -15,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import List, Sequence
+from typing import Sequence
 
 log = logging.getLogger("animegan")
 
@@ -29,7 +33,11 @@ class DivergenceGuard:
 
     @property
     def diverged(self) -> bool:
-        return self.mode != "off" and bool(self.nonfinite_step or self.collapse_step)
+        return bool(self.nonfinite_step) or (self.mode != "off" and bool(self.collapse_step))
+
+    @property
+    def should_stop(self) -> bool:
+        return bool(self.nonfinite_step) or (self.mode == "stop" and bool(self.collapse_step))
 
     @property
     def reason(self) -> str:
@@ -42,14 +50,16 @@ class DivergenceGuard:
 
     def observe(self, rows: Sequence[Sequence[float]]) -> bool:
         """Check rows [epoch, step, loss_D, loss_G, D(x), D(G(z))]; True when the run should stop."""
-        if self.mode == "off" or self.nonfinite_step:
-            return self.diverged and self.mode == "stop"
+        if self.nonfinite_step:
+            return True
         was = self.diverged
         for row in rows:
             step, values = int(row[1]), row[2:]
             if not all(math.isfinite(v) for v in values):
                 self.nonfinite_step = step
                 break
+            if self.mode == "off":
+                continue
             loss_d, loss_g = values[0], values[1]
             self.streak = self.streak + 1 if abs(loss_d) < self.d_loss and loss_g > self.g_loss else 0
             if self.streak >= self.patience and not self.collapse_step:
@@ -58,9 +68,10 @@ class DivergenceGuard:
                 log.warning("the collapse signature has ended at step %d; checkpoints are written again", step)
                 self.collapse_step = 0
         if self.diverged and not was:
-            action = "stopping (train.guard=stop)" if self.mode == "stop" else "training on (train.guard=warn)"
+            action = "stopping" + (" (train.guard=stop)" if not self.nonfinite_step else "") if self.should_stop \
+                else "training on (train.guard=warn)"
             log.warning("divergence: %s; %s; checkpoints/last.pt keeps the last good state", self.reason, action)
-        return self.diverged and self.mode == "stop"
+        return self.should_stop
 
     def state_dict(self) -> dict:
         return {"streak": self.streak}

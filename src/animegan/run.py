@@ -18,7 +18,7 @@ from animegan import checkpoint as ckpt
 from animegan import fidelity
 from animegan.artefacts import MetricsLog, plot_losses, save_image_grid
 from animegan.augment import DiffAugment
-from animegan.config import TrainConfig, to_dict
+from animegan.config import TrainConfig, config_warnings, to_dict
 from animegan.data import build_image_bank
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
@@ -30,30 +30,38 @@ from animegan.losses import build_loss
 from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
+from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
+from animegan.resume import check_data_order, data_order, is_newest_state, run_dir_of, saved_data_order
 from animegan.sampling import eval_mode
 
 log = logging.getLogger("animegan")
 
 
 def select_device(name: str) -> torch.device:
-    if name == "cuda" and not torch.cuda.is_available():
-        raise AnimeganError("device=cuda was asked for, but PyTorch sees no CUDA GPU here; use device=cpu or device=auto")
+    """auto (CUDA if present, else CPU), cpu, cuda or cuda:N, checked against this machine."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise AnimeganError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise AnimeganError(f"device={name} was asked for, but PyTorch sees no CUDA GPU here; "
+                                "use device=cpu or device=auto")
+        count = torch.cuda.device_count()
+        if device.index is not None and device.index >= count:
+            raise AnimeganError(f"device={name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
+        if device.index is not None:
+            torch.cuda.set_device(device)  # libraries that allocate on "the current GPU" use this one too
+    return device
 
 
 def speed_settings(conf: TrainConfig, device: torch.device):
-    """(autocast dtype or None, channels_last) from the config's auto/explicit choices."""
-    precision = conf.train.precision
-    if precision == "auto":  # bf16 where the hardware runs it natively, else fp32
-        if device.type == "cuda":
-            precision = "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-        else:
-            precision = "bf16" if _cpu_has_native_bf16() else "fp32"
+    """(precision: 'fp32' | 'bf16' | 'fp16', channels_last) from the config's auto/explicit choices."""
     channels_last = str(conf.train.channels_last).lower()
     use_cl = True if channels_last == "auto" else channels_last == "true"  # NHWC: 1.6x fp32 on CPU here
-    return (torch.bfloat16 if precision == "bf16" else None), use_cl
+    return resolve_precision(conf.train.precision, device), use_cl
 
 
 def use_compile(conf: TrainConfig, device: torch.device) -> bool:
@@ -61,17 +69,6 @@ def use_compile(conf: TrainConfig, device: torch.device) -> bool:
     0-8% faster (docs/benchmarks.md) after ~45 s of compiling at every start, a loss for
     short runs; on CUDA it has not been measured yet, so it is opt-in there too."""
     return str(conf.train.compile).lower() == "true"
-
-
-def _cpu_has_native_bf16() -> bool:
-    """True on CPUs with bf16 arithmetic (AVX512-BF16 or AMX). Elsewhere oneDNN emulates
-    bf16 and a training step runs about 2.5x slower than fp32 (measured on AVX512 without BF16)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_models(model_conf, device: torch.device, channels_last: bool = False):
@@ -84,15 +81,24 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     """Train as configured, writing everything under `run_dir`; return the exported generator's path."""
     run_dir = Path(run_dir)
     ckpt_dir, samples_dir = run_dir / "checkpoints", run_dir / "samples"
-    ckpt_dir.mkdir(parents=True, exist_ok=True)
-    samples_dir.mkdir(parents=True, exist_ok=True)
     device = select_device(conf.device)
-    autocast_dtype, channels_last = speed_settings(conf, device)
+    precision, channels_last = speed_settings(conf, device)
+    autocast_dtype = AUTOCAST_DTYPES[precision]
     if device.type == "cpu" and conf.train.keep_freed_memory:
         keep_freed_memory()
     config_dict = to_dict(conf)
+    for warning in config_warnings(conf):
+        log.warning("%s", warning)
 
     state = ckpt.load_training_state(Path(conf.resume)) if conf.resume else None
+    parent_run = run_dir_of(Path(conf.resume)) if state is not None else None
+    branch = state is not None and (parent_run is None or parent_run.resolve() != run_dir.resolve())
+    if state is not None and not branch and not is_newest_state(Path(conf.resume), int(state["step"])):
+        raise AnimeganError(f"{conf.resume} is older than {parent_run / 'checkpoints' / 'last.pt'}: resuming it inside "
+                            "its own run directory would overwrite that newer work; leave out hydra.run.dir and the "
+                            "resumed run branches into a new directory")
+    ckpt_dir.mkdir(parents=True, exist_ok=True)
+    samples_dir.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(conf.seed)  # model weights (and dropout) depend on the seed alone
     if device.type == "cuda":
@@ -100,11 +106,15 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed)
     if bank.batches_per_epoch(conf.batch_size) == 0:
         raise AnimeganError(f"the dataset has {len(bank)} images, fewer than batch_size={conf.batch_size}; lower batch_size")
+    order = data_order(conf, bank.fingerprint())
+    new_order = state is not None and check_data_order(saved_data_order(state), order, conf.resume_new_order,
+                                                       Path(conf.resume))
     bank.to(device)
     evaluator = TrainingEvaluator(conf, bank, device) if conf.eval.every_n_epochs else None
 
     generator, discriminator = build_models(conf.model, device, channels_last)
-    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator, device)
+    opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator)
+    scaling = LossScaling(device, enabled=precision == "fp16")
     loss = build_loss(conf.loss.name, real_label=conf.loss.real_label, gp_weight=conf.loss.gp_weight)
     rng = torch.Generator(device=device).manual_seed(conf.seed + 1)
     augment = DiffAugment(conf.train.diffaugment, rng) if conf.train.diffaugment else None
@@ -113,6 +123,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     fixed_noise = torch.randn(conf.output.n_samples, conf.model.nz, 1, 1, generator=torch.Generator().manual_seed(conf.seed))
 
     start_epoch = start_step = start_step_in_epoch = 0
+    lineage = {}  # where this run came from, when it branched off another run's checkpoint
     if state is not None:
         try:
             generator.load_state_dict(state["generator"])
@@ -124,10 +135,20 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
                                 "resume with the config it was trained with") from None
         ckpt.restore_rng(state, rng)
         guard.load_state_dict(state.get("guard", {}))
+        scaling.load_state_dict(state.get("loss_scaling", {}))
         if evaluator is not None:
             evaluator.tracker.load_state_dict(state.get("fid", {}))
         fixed_noise = state["fixed_noise"]
         start_epoch, start_step, start_step_in_epoch = state["epoch"], state["step"], state["step_in_epoch"]
+        lineage = state.get("parent", {})
+        if branch:
+            lineage = {"checkpoint": str(Path(conf.resume).absolute()), "step": start_step}
+            log.info("branching from %s (step %d) into %s; the run it came from is left as it is",
+                     conf.resume, start_step, run_dir)
+        if new_order and start_step_in_epoch:
+            log.warning("resume_new_order: epoch %d starts again from its first batch in the new batch order",
+                        start_epoch + 1)
+            start_step_in_epoch = 0
         log.info("resuming from %s at epoch %d, step %d", conf.resume, start_epoch, start_step)
     fixed_noise = fixed_noise.to(device)
     ema = GeneratorEMA(generator, conf.train.ema_decay) if conf.train.ema else None
@@ -139,12 +160,12 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     shown = ema.module if ema is not None else generator  # what grids and the export show
 
     log.info("device %s, precision %s, channels_last %s | %d images %dx%d | G %.2fM params, D %.2fM params",
-             device, "bf16" if autocast_dtype else "fp32", channels_last, len(bank), bank.image_size,
+             device, precision, channels_last, len(bank), bank.image_size,
              bank.image_size, count_parameters(generator) / 1e6, count_parameters(discriminator) / 1e6)
     log.info("loss %s%s | %s", conf.loss.name, f" + R1 gamma {conf.loss.r1_gamma:g}" if conf.loss.r1_gamma else "",
              ", ".join(_stabilisers(conf)) or "no stabilisers")
     metrics = MetricsLog(run_dir / "metrics.csv")
-    metrics.start(resume_step=start_step)
+    metrics.start(resume_step=start_step, history=parent_run / "metrics.csv" if branch and parent_run else None)
 
     def save_state(path: Path, epoch: int, step: int, step_in_epoch: int) -> None:
         if guard.diverged:  # never replace the last good checkpoint with a diverged state
@@ -153,29 +174,50 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
         ckpt.save_checkpoint(ckpt.training_state(
             generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, epoch=epoch, step=step,
             step_in_epoch=step_in_epoch, loop_rng=rng, fixed_noise=fixed_noise, config=config_dict,
-            generator_ema=ema, extra={"guard": guard.state_dict(),
+            generator_ema=ema, extra={"guard": guard.state_dict(), "loss_scaling": scaling.state_dict(),
+                                      "data_order": order, "parent": lineage,
                                       "fid": evaluator.tracker.state_dict() if evaluator else {}}), path)
+
+    def evaluate_and_save(epoch: int, step: int) -> None:
+        """FID of the state just saved; then last.pt again (it carries the tracker) and best.pt."""
+        best = evaluator.evaluate(shown, epoch, step, metrics)
+        save_state(ckpt_dir / "last.pt", epoch, step, 0)
+        if best:
+            save_state(ckpt_dir / "best.pt", epoch, step, 0)
+
+    def evaluation_due(epoch: int) -> bool:
+        every = conf.eval.every_n_epochs
+        return evaluator is not None and (epoch % every == 0 or epoch == conf.epochs)
+
+    if state is not None and state["step_in_epoch"] == 0 and start_epoch > 0 and evaluation_due(start_epoch) \
+            and evaluator.tracker.last_epoch != start_epoch:
+        log.info("the evaluation of epoch %d did not finish before the run stopped; evaluating it now", start_epoch)
+        evaluate_and_save(start_epoch, start_step)
 
     epoch_clock = [time.perf_counter()]
 
     def on_epoch_end(epoch: int, step: int) -> bool:
-        """Grid, FID, plot, checkpoints; True stops training (FID patience spent)."""
+        """Grid, checkpoints, FID, plot; True stops training (FID patience spent). The
+        training state is written before the evaluation: a kill during a long CPU
+        evaluation loses the evaluation (redone on resume), never the epoch."""
+        if guard.should_stop:
+            return True  # e.g. NaN in the epoch's last window: nothing of this state is worth keeping
         every = conf.output.sample_every
         if every and (epoch % every == 0 or epoch == conf.epochs):
             save_image_grid(sample(shown, fixed_noise), samples_dir / f"epoch_{epoch:03d}.png", conf.output.nrow)
         seconds = time.perf_counter() - epoch_clock[0]
         loss_d, loss_g, d_x, d_gz = latest_row[0][2:]
-        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f", epoch,
-                 conf.epochs, seconds, step, loss_d, loss_g, d_x, d_gz)
-        every = conf.eval.every_n_epochs
-        best = evaluator is not None and (epoch % every == 0 or epoch == conf.epochs) \
-            and evaluator.evaluate(shown, epoch, step, metrics)
-        plot_losses(metrics.path, run_dir / "losses.png")
-        save_state(ckpt_dir / "last.pt", epoch, step, 0)  # holds the FID tracker too: resume keeps the best
-        if best:
-            save_state(ckpt_dir / "best.pt", epoch, step, 0)
+        skipped = scaling.skipped() if scaling.enabled else None
+        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f%s", epoch,
+                 conf.epochs, seconds, step, loss_d, loss_g, d_x, d_gz,
+                 f" | fp16 steps skipped (inf/NaN gradients) so far: D {skipped['D']}, G {skipped['G']}"
+                 if skipped else "")
+        save_state(ckpt_dir / "last.pt", epoch, step, 0)
         if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
             save_state(ckpt_dir / f"epoch_{epoch:03d}.pt", epoch, step, 0)
+        if evaluation_due(epoch):
+            evaluate_and_save(epoch, step)
+        plot_losses(metrics.path, run_dir / "losses.png")
         epoch_clock[0] = time.perf_counter()
         if evaluator is not None and evaluator.tracker.exhausted and epoch < conf.epochs:
             log.info("FID has not improved for %d evaluations; stopping early (best %.2f at epoch %d: "
@@ -192,7 +234,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
     latest_row = [None]  # the newest metrics row, for the epoch log line
 
     def on_metrics(rows) -> bool:
-        """Append to metrics.csv; True stops the loop (guard in stop mode, or time budget spent)."""
+        """Append to metrics.csv; True stops the loop (NaN/inf, collapse with guard=stop, or time budget spent)."""
         metrics.append(rows)
         latest_row[0] = rows[-1]
         stop = guard.observe(rows)
@@ -208,14 +250,15 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
         instance_noise_epochs=conf.train.instance_noise_epochs, augment=augment,
         r1_gamma=conf.loss.r1_gamma, r1_every=conf.loss.r1_every, ema=ema, seed=conf.seed, start_epoch=start_epoch,
         start_step=start_step, start_step_in_epoch=start_step_in_epoch, autocast_dtype=autocast_dtype,
-        channels_last=channels_last, log_every=conf.train.log_every, on_metrics=on_metrics, on_epoch_end=on_epoch_end,
-        on_step_checkpoint=lambda e, s, k: save_state(ckpt_dir / "last.pt", e, s, k),
+        scaling=scaling, channels_last=channels_last, log_every=conf.train.log_every, on_metrics=on_metrics,
+        on_epoch_end=on_epoch_end, on_step_checkpoint=lambda e, s, k: save_state(ckpt_dir / "last.pt", e, s, k),
         every_n_steps=conf.checkpoint.every_n_steps, show_progress=show_progress,
     )
     elapsed = time.perf_counter() - started
     done_images = (step - start_step) * conf.batch_size
     mid_epoch = step % bank.batches_per_epoch(conf.batch_size) != 0
-    if mid_epoch and conf.output.sample_every:  # stopped inside an epoch: its last grid is older than the state
+    if mid_epoch and conf.output.sample_every and not guard.nonfinite_step:
+        # stopped inside an epoch: its last grid is older than the state
         save_image_grid(sample(shown, fixed_noise), samples_dir / "final.png", conf.output.nrow)
     if conf.output.sample_every and any(samples_dir.glob("*.png")):
         write_timelapse(samples_dir)
