@@ -154,21 +154,32 @@ def test_the_wgan_gp_preset_trains_as_its_file_says(tmp_path):
     assert (mine.train.d_steps, mine.optimizer.lr) == (2, 3e-4)
 
 
-@pytest.mark.parametrize("override,key", [
-    (["optimizer=sgd", "optimizer.betas=[0.0,0.9]"], "optimizer.betas"),
-    (["optimizer=rmsprop", "optimizer.betas=[0.0,0.9]"], "optimizer.betas"),
-    (["optimizer.momentum=0.9"], "optimizer.momentum"),
-    (["loss=hinge", "loss.gp_weight=5"], "loss.gp_weight"),
-    (["loss.gp_weight=5"], "loss.gp_weight"),
-    (["dataset.crop=resize"], "dataset.crop"),
-    (["dataset.root=/data/faces"], "dataset.root"),
-    (["dataset=folder", "dataset.root=/data", "dataset.num_images=500"], "dataset.num_images"),
-    (["model.name=dcgan32"], "model.name"),
+@pytest.mark.parametrize("config,key", [
+    ({"optimizer": {"name": "sgd", "betas": [0.0, 0.9]}}, "optimizer.betas"),
+    ({"optimizer": {"name": "rmsprop", "betas": [0.0, 0.9]}}, "optimizer.betas"),
+    ({"optimizer": {"name": "adam", "momentum": 0.9}}, "optimizer.momentum"),
+    ({"loss": {"name": "hinge", "gp_weight": 5.0}}, "loss.gp_weight"),
+    ({"loss": {"name": "bce", "gp_weight": 5.0}}, "loss.gp_weight"),
+    ({"dataset": {"kind": "synthetic", "crop": "resize"}}, "dataset.crop"),
+    ({"dataset": {"kind": "synthetic", "root": "/data/faces"}}, "dataset.root"),
+    ({"dataset": {"kind": "folder", "root": "/data", "num_images": 500}}, "dataset.num_images"),
+    ({"model": {"name": "dcgan32"}}, "model.name"),
 ])
-def test_options_that_would_be_ignored_are_refused_with_one_line(override, key):
+def test_options_that_would_be_ignored_are_refused_with_one_line(config, key):
     with pytest.raises(AnimeganError) as info:
-        preflight(override, os.getcwd())
+        validate(config)
     assert key in str(info.value) and "\n" not in str(info.value)
+
+
+def test_an_experiment_that_sets_an_option_the_chosen_optimizer_ignores_is_refused(tmp_path, monkeypatch):
+    """The way users meet it: a recipe written for Adam, run with optimizer=sgd."""
+    (tmp_path / "configs" / "experiment").mkdir(parents=True)
+    (tmp_path / "configs" / "experiment" / "mine.yaml").write_text(
+        "# @package _global_\noptimizer:\n  betas: [0.0, 0.9]\n")
+    monkeypatch.chdir(tmp_path)
+    preflight(["experiment=mine"], os.getcwd())  # with Adam the betas act
+    with pytest.raises(AnimeganError, match="optimizer.betas.*optimizer=adam only"):
+        preflight(["experiment=mine", "optimizer=sgd"], os.getcwd())
 
 
 def test_the_options_that_apply_are_taken_and_reach_the_objects():

@@ -178,21 +178,28 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
                                       "data_order": order, "parent": lineage,
                                       "fid": evaluator.tracker.state_dict() if evaluator else {}}), path)
 
-    def evaluate_and_save(epoch: int, step: int) -> None:
-        """FID of the state just saved; then last.pt again (it carries the tracker) and best.pt."""
-        best = evaluator.evaluate(shown, epoch, step, metrics)
-        save_state(ckpt_dir / "last.pt", epoch, step, 0)
-        if best:
-            save_state(ckpt_dir / "best.pt", epoch, step, 0)
-
     def evaluation_due(epoch: int) -> bool:
         every = conf.eval.every_n_epochs
         return evaluator is not None and (epoch % every == 0 or epoch == conf.epochs)
 
+    def save_epoch_states(epoch: int, step: int, last_saved: bool = False) -> None:
+        """The epoch's checkpoints and its FID. last.pt comes first, so a kill during a long
+        CPU evaluation loses only the evaluation, which the resumed run redoes (then with
+        `last_saved`); the files written after the evaluation carry its result."""
+        if not last_saved:
+            save_state(ckpt_dir / "last.pt", epoch, step, 0)
+        if evaluation_due(epoch):
+            best = evaluator.evaluate(shown, epoch, step, metrics)
+            save_state(ckpt_dir / "last.pt", epoch, step, 0)  # again, with the FID tracker
+            if best:
+                save_state(ckpt_dir / "best.pt", epoch, step, 0)
+        if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
+            save_state(ckpt_dir / f"epoch_{epoch:03d}.pt", epoch, step, 0)
+
     if state is not None and state["step_in_epoch"] == 0 and start_epoch > 0 and evaluation_due(start_epoch) \
             and evaluator.tracker.last_epoch != start_epoch:
         log.info("the evaluation of epoch %d did not finish before the run stopped; evaluating it now", start_epoch)
-        evaluate_and_save(start_epoch, start_step)
+        save_epoch_states(start_epoch, start_step, last_saved=True)
 
     epoch_clock = [time.perf_counter()]
 
@@ -212,11 +219,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True) -
                  conf.epochs, seconds, step, loss_d, loss_g, d_x, d_gz,
                  f" | fp16 steps skipped (inf/NaN gradients) so far: D {skipped['D']}, G {skipped['G']}"
                  if skipped else "")
-        save_state(ckpt_dir / "last.pt", epoch, step, 0)
-        if conf.checkpoint.keep_every and epoch % conf.checkpoint.keep_every == 0:
-            save_state(ckpt_dir / f"epoch_{epoch:03d}.pt", epoch, step, 0)
-        if evaluation_due(epoch):
-            evaluate_and_save(epoch, step)
+        save_epoch_states(epoch, step)
         plot_losses(metrics.path, run_dir / "losses.png")
         epoch_clock[0] = time.perf_counter()
         if evaluator is not None and evaluator.tracker.exhausted and epoch < conf.epochs:
