@@ -3,7 +3,7 @@
 Reports: preparation time and images/s (a fresh build), the CPU time it used, cache size,
 the time to check and load an existing cache, peak RSS (this process and the decoding
 workers), and the share of a training step spent on data once the cache is loaded
-(ImageBank.batch for a whole epoch, against the measured step time of animegan.loop.train).
+(ImageBank.batch for a whole epoch, against the measured time of animegan.step.gan_step).
 
     nice -n 10 python scripts/bench_prepare.py --root path/to/anime-faces --cache-dir /tmp/bench-cache
 
@@ -25,11 +25,11 @@ from animegan.config import DatasetConfig, ModelConfig, OptimizerConfig, TrainCo
 from animegan.data.bank import ImageBank
 from animegan.data.cache import cache_folder, prepare
 from animegan.data.folder import check_root
-from animegan.loop import train
 from animegan.losses import build_loss
 from animegan.optimizers import build_optimizers
-from animegan.precision import AUTOCAST_DTYPES
+from animegan.precision import AUTOCAST_DTYPES, LossScaling
 from animegan.run import build_models, speed_settings
+from animegan.step import StepParts, gan_step
 
 
 def cpu_seconds() -> float:
@@ -58,10 +58,14 @@ def step_seconds(size: int, batch_size: int, steps: int) -> tuple:
 
     def run(n_steps: int) -> float:
         bank = ImageBank(torch.randint(0, 256, (batch_size * n_steps, 3, size, size), dtype=torch.uint8))
+        rng = torch.Generator().manual_seed(0)
+        parts = StepParts(g, d, opt_g, opt_d, build_loss("bce"), LossScaling(device, False), rng, nz=model.nz,
+                          autocast_dtype=autocast)
+        order = bank.epoch_order(0, 0)
         start = time.perf_counter()
-        train(generator=g, discriminator=d, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"), bank=bank,
-              rng=torch.Generator().manual_seed(0), epochs=1, batch_size=batch_size, nz=model.nz,
-              autocast_dtype=autocast, channels_last=channels_last, log_every=n_steps, show_progress=False)
+        metrics = [gan_step(parts, bank.batch(order[b * batch_size:(b + 1) * batch_size], rng, channels_last), b)
+                   for b in range(n_steps)]
+        torch.stack(metrics).cpu()  # wait for the device
         return (time.perf_counter() - start) / n_steps
 
     run(1)  # warm-up: first-call allocations and kernel selection

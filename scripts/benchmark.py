@@ -114,18 +114,17 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
     from animegan.config import DatasetConfig, TrainConfig
     from animegan.data import build_image_bank
     from animegan.losses import build_loss
-    from animegan.loop import train
     from animegan.malloc_tuning import keep_freed_memory
     from animegan.optimizers import build_optimizers
-    from animegan.precision import AUTOCAST_DTYPES
+    from animegan.precision import AUTOCAST_DTYPES, LossScaling
     from animegan.run import build_models, speed_settings
+    from animegan.step import StepParts, gan_step
 
     # Decoded once into the preparation cache (not timed), as a training run does.
     dataset = DatasetConfig(name="bench", kind="folder", root=str(data), cache_dir=str(data) + "-cache", dedupe=False)
     bank = build_image_bank(dataset, 64, seed=0, progress=False).to(device)
     conf = TrainConfig()
     precision, channels_last = speed_settings(conf, device)
-    autocast_dtype = AUTOCAST_DTYPES[precision]
     if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
         keep_freed_memory()
     torch.manual_seed(0)
@@ -135,16 +134,21 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
         netG.compile()
         netD.compile()
     rng = torch.Generator(device=device).manual_seed(1)
+    parts = StepParts(netG, netD, opt_g, opt_d, build_loss("bce"), LossScaling(device, precision == "fp16"), rng,
+                      autocast_dtype=AUTOCAST_DTYPES[precision])
     per_epoch = bank.batches_per_epoch(batch)
-    stamps = [(time.perf_counter(), 0)]
-
-    def on_metrics(rows):  # called right after the loop's host read, so the device work is done
-        stamps.append((time.perf_counter(), len(rows)))
-
-    epochs = -(-steps // per_epoch)  # the loop runs whole epochs: make the bank at least that long
-    train(generator=netG, discriminator=netD, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"), bank=bank, rng=rng,
-          epochs=epochs, batch_size=batch, autocast_dtype=autocast_dtype, channels_last=channels_last,
-          log_every=3, on_metrics=on_metrics, show_progress=False)
+    stamps, pending, step = [(time.perf_counter(), 0)], [], 0
+    while step < steps:  # whole epochs of batches, as the loop serves them
+        order = bank.epoch_order(0, step // per_epoch)
+        for b in range(per_epoch):
+            pending.append(gan_step(parts, bank.batch(order[b * batch:(b + 1) * batch], rng, channels_last), step))
+            step += 1
+            if len(pending) == 3:  # the loop's host read (every log_every steps): the device work is done
+                torch.stack(pending).cpu()
+                stamps.append((time.perf_counter(), len(pending)))
+                pending = []
+            if step >= steps:
+                break
     per_step = [(t1 - t0) / n for (t0, _), (t1, n) in zip(stamps, stamps[1:]) for _ in range(n)]
     return per_step[:steps], {
         "precision": precision, "channels_last": channels_last, "compile": compile_models}

@@ -92,3 +92,15 @@ def _few_threads():
     # Tests run many tiny models; extra threads only add overhead on a 2-core machine.
     torch.set_num_threads(1)
     yield
+
+
+def run_steps(parts, images: torch.Tensor, batch_size: int, channels_last: bool = False, flip: bool = True):
+    """One epoch of GAN steps over `images` (uint8 [N, 3, S, S]) with the given StepParts,
+    as the loop feeds them; the metrics of every step, stacked."""
+    from animegan.data import ImageBank
+    from animegan.step import gan_step
+
+    bank = ImageBank(images, flip=flip)
+    order = bank.epoch_order(0, 0)
+    return torch.stack([gan_step(parts, bank.batch(order[b * batch_size:(b + 1) * batch_size], parts.rng, channels_last), b)
+                        for b in range(bank.batches_per_epoch(batch_size))])

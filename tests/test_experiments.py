@@ -51,7 +51,7 @@ def run_experiment(name: str, run_dir: Path, faces: Path, *overrides: str):
     data = [f"dataset.root={faces}", f"dataset.cache_dir={run_dir.parent / 'cache'}"] if name in REAL_DATA else []
     conf = tiny_conf(f"experiment={name}", *data, *standin_eval(run_dir.parent / "stats"), *overrides,
                      synthetic=name not in REAL_DATA and "dataset=folder" not in overrides)
-    export = run_training(conf, run_dir, show_progress=False)
+    export = run_training(conf, run_dir, show_progress=False).export
     return conf, export, torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
 
 

@@ -243,13 +243,13 @@ def test_real_inception_code_path_with_a_local_weights_file(tmp_path):
 def load_generator_from_tiny_run(tmp_path: Path, image_size: int = 64):
     run = tmp_path / f"run{image_size}"
     conf = tiny_conf(f"model=dcgan{image_size}", "model.ngf=8", "model.ndf=8", "output.sample_every=0")
-    return load_generator(run_training(conf, run, show_progress=False), torch.device("cpu"))
+    return load_generator(run_training(conf, run, show_progress=False).export, torch.device("cpu"))
 
 
 # --- animegan-eval ------------------------------------------------------------------------------------------------
 
 def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path, standin, capsys):
-    export = run_training(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False)
+    export = run_training(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False).export
     overrides = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}",
                  "eval.kid_subset_size=16", "eval.kid_subsets=10"]
     eval_cli.main(["--ckpt", str(export), "--n", "40", "--device", "cpu", *overrides])
@@ -281,7 +281,7 @@ def test_animegan_eval_starts_from_the_checkpoints_config_and_named_keys_win(tmp
     settings = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}", "eval.n=24",
                 "eval.kid_subset_size=8", "eval.kid_subsets=4"]
     export = run_training(tiny_conf("output.sample_every=0", "dataset.num_images=48", *settings), tmp_path / "run",
-                          show_progress=False)
+                          show_progress=False).export
     eval_cli.main(["--ckpt", str(export), "--out", str(tmp_path / "a.json")])  # nothing named: the run's own
     p = json.loads((tmp_path / "a.json").read_text())["protocol"]
     assert (p["n_generated"], p["n_real"], p["feature_extractor"]) == (24, 48, STANDIN)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from animegan import fidelity
@@ -17,7 +16,7 @@ from animegan.artefacts import MetricsLog
 from animegan.errors import AnimeganError
 from animegan.run import run_training
 from conftest import STANDIN, TINY, load_state, run_cli, standin_eval, tiny_conf
-from test_training import _assert_same_weights, _rows
+from test_training import _rows
 
 
 def _digest(path: Path) -> str:

@@ -10,16 +10,16 @@ import torch
 
 from animegan import augment
 from animegan.augment import DiffAugment
-from animegan.data import ImageBank
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
 from animegan.guard import DivergenceGuard
-from animegan.loop import train
 from animegan.losses import build_loss
 from animegan.models import Discriminator, Generator, MinibatchStd, build_discriminator, build_generator
 from animegan.optimizers import build_optimizers
+from animegan.precision import LossScaling
 from animegan.run import build_models, run_training
-from conftest import load_state, standin_eval, tiny_conf
+from animegan.step import StepParts
+from conftest import load_state, run_steps, standin_eval, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
 
 # ---------------------------------------------------------------- spectral norm
@@ -150,10 +150,9 @@ def test_the_loop_augments_every_d_input_real_and_fake_with_one_policy():
 
     discriminator.register_forward_pre_hook(d_forward)
     images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8)
-    bank = ImageBank(images, flip=False)
-    train(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"),
-          bank=bank, rng=rng, epochs=1, batch_size=16, nz=conf.model.nz, augment=recording, log_every=1,
-          show_progress=False)
+    parts = StepParts(generator, discriminator, opt_g, opt_d, build_loss("bce"), LossScaling(torch.device("cpu"), False),
+                      rng, nz=conf.model.nz, augment=recording)
+    run_steps(parts, images, 16, flip=False)
     assert len(seen) == 2 * 3  # per step: the real batch, the detached fakes (D), the fakes (G)
     reals = [x for x in seen if not x.requires_grad and x.min() >= -1 and x.max() <= 1 and x.std() > 0.5]
     assert len(reals) >= 2  # uniform noise images: the two real batches are among the inputs
@@ -223,7 +222,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
         return loss
 
     monkeypatch.setattr(run_module, "build_loss", poisoned)
-    monkeypatch.setattr(run_module.TrainingEvaluator, "evaluate", lambda self, *a: evaluations.append(a) or False)
+    monkeypatch.setattr(run_module.TrainingEvaluator, "measure", lambda self, *a: evaluations.append(a))
     # 8 steps an epoch, NaN at step 5, read at step 8: the epoch's end, where grids, checkpoints and FID happen.
     conf = tiny_conf(f"train.guard={guard}", "dataset.num_images=128", "checkpoint.every_n_steps=4",
                      "train.log_every=4", "epochs=3", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats"))

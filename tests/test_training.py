@@ -15,13 +15,13 @@ from PIL import Image
 
 from animegan.artefacts import LOSS_COLUMNS, METRIC_COLUMNS
 from animegan.checkpoint import GENERATOR_FORMAT, TRAINING_FORMAT
-from animegan.data import ImageBank
-from animegan.loop import train
 from animegan.losses import build_loss
 from animegan.models import build_pair
 from animegan.optimizers import build_optimizers
+from animegan.precision import LossScaling
+from animegan.step import StepParts
 from animegan.run import run_training
-from conftest import BIN, TINY, load_state, run_cli, tiny_conf
+from conftest import BIN, TINY, load_state, run_cli, run_steps, tiny_conf
 
 
 def _rows(run_dir: Path):
@@ -54,7 +54,7 @@ def _tensors(tree, prefix=""):
 
 def test_tiny_run_writes_every_artefact(tmp_path):
     conf = tiny_conf("epochs=2", "checkpoint.keep_every=1")
-    export = run_training(conf, tmp_path, show_progress=False)
+    export = run_training(conf, tmp_path, show_progress=False).export
     assert export == tmp_path / "checkpoints" / "generator.pt"
 
     rows = _rows(tmp_path)
@@ -91,25 +91,25 @@ def test_training_moves_the_weights_and_losses_stay_finite(tmp_path):
 
 
 def test_the_logged_d_outputs_are_the_mean_probabilities_on_real_and_fake_batches():
-    """D_x and D_G_z in metrics.csv: the mean sigmoid of D's logits on the step's real batch
-    and on its fakes, from D's first forward of each in the step (before its update)."""
+    """D_x and D_G_z (the step's metrics 2 and 3, logged as metrics.csv's columns): the mean
+    sigmoid of D's logits on the step's real batch and on its fakes, from D's first forward
+    of each in the step (before its update)."""
     conf = tiny_conf("train.instance_noise=0", "train.precision=fp32")
     torch.manual_seed(0)
     generator, discriminator = build_pair(conf.model)
     opt_g, opt_d = build_optimizers(conf.optimizer, generator, discriminator)
     logits = []
     discriminator.register_forward_hook(lambda module, args, out: logits.append(out.detach()))
-    rows = []
     images = torch.randint(0, 256, (32, 3, 64, 64), dtype=torch.uint8, generator=torch.Generator().manual_seed(1))
-    train(generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d, loss=build_loss("bce"),
-          bank=ImageBank(images), rng=torch.Generator().manual_seed(2), epochs=1, batch_size=16, nz=conf.model.nz,
-          log_every=1, on_metrics=rows.extend, show_progress=False)
+    parts = StepParts(generator, discriminator, opt_g, opt_d, build_loss("bce"), LossScaling(torch.device("cpu"), False),
+                      torch.Generator().manual_seed(2), nz=conf.model.nz)
+    rows = run_steps(parts, images, 16).tolist()
     assert len(rows) == 2 and len(logits) == 2 * 3  # per step: D on real, on fakes (D update), on fakes (G update)
     for k, row in enumerate(rows):
         real, fake = logits[3 * k], logits[3 * k + 1]
-        assert row[4] == pytest.approx(torch.sigmoid(real).mean().item(), abs=1e-6)
-        assert row[5] == pytest.approx(torch.sigmoid(fake).mean().item(), abs=1e-6)
-    assert rows[0][4] != rows[0][5]
+        assert row[2] == pytest.approx(torch.sigmoid(real).mean().item(), abs=1e-6)
+        assert row[3] == pytest.approx(torch.sigmoid(fake).mean().item(), abs=1e-6)
+    assert rows[0][2] != rows[0][3]
 
 
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):

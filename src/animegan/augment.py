@@ -12,7 +12,8 @@ DiffAugment_pytorch.py) on images in [-1, 1]:
 Every random draw comes from the generator passed in (the loop's checkpointed `rng`),
 and depends only on the batch shape, never on the pixels: real and fake batches get the
 same transform family with independent parameters per image, and a resumed run replays
-the same augmentations.
+the same augmentations. In a run of several processes the parameters are drawn for the
+global batch and each process keeps its slice (animegan.distributed.Shard).
 """
 
 from __future__ import annotations
@@ -22,26 +23,32 @@ from typing import Callable, Dict, List, Sequence
 import torch
 import torch.nn.functional as F
 
-Transform = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
+from animegan.distributed import Shard
+
+Transform = Callable[[torch.Tensor, torch.Generator, Shard], torch.Tensor]
 
 
-def _uniform(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    return torch.rand(x.shape[0], 1, 1, 1, device=x.device, dtype=x.dtype, generator=rng)
+def _uniform(x: torch.Tensor, rng: torch.Generator, shard: Shard) -> torch.Tensor:
+    return shard.take(torch.rand(x.shape[0] * shard.count, 1, 1, 1, device=x.device, dtype=x.dtype, generator=rng))
 
 
-def color(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
-    x = x + (_uniform(x, rng) - 0.5)  # brightness
+def _randint(low: int, high: int, x: torch.Tensor, rng: torch.Generator, shard: Shard) -> torch.Tensor:
+    return shard.take(torch.randint(low, high, (x.shape[0] * shard.count, 1, 1), device=x.device, generator=rng))
+
+
+def color(x: torch.Tensor, rng: torch.Generator, shard: Shard = Shard()) -> torch.Tensor:
+    x = x + (_uniform(x, rng, shard) - 0.5)  # brightness
     mean = x.mean(dim=1, keepdim=True)
-    x = (x - mean) * (_uniform(x, rng) * 2) + mean  # saturation
+    x = (x - mean) * (_uniform(x, rng, shard) * 2) + mean  # saturation
     mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    return (x - mean) * (_uniform(x, rng) + 0.5) + mean  # contrast
+    return (x - mean) * (_uniform(x, rng, shard) + 0.5) + mean  # contrast
 
 
-def translation(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.125) -> torch.Tensor:
+def translation(x: torch.Tensor, rng: torch.Generator, shard: Shard = Shard(), ratio: float = 0.125) -> torch.Tensor:
     n, _, h, w = x.shape
     sh, sw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    ty = torch.randint(-sh, sh + 1, (n, 1, 1), device=x.device, generator=rng)
-    tx = torch.randint(-sw, sw + 1, (n, 1, 1), device=x.device, generator=rng)
+    ty = _randint(-sh, sh + 1, x, rng, shard)
+    tx = _randint(-sw, sw + 1, x, rng, shard)
     gb, gy, gx = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(h, device=x.device),
                                 torch.arange(w, device=x.device), indexing="ij")
     gy = torch.clamp(gy + ty + 1, 0, h + 1)
@@ -50,11 +57,11 @@ def translation(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.125) -> 
     return padded.permute(0, 2, 3, 1)[gb, gy, gx].permute(0, 3, 1, 2)
 
 
-def cutout(x: torch.Tensor, rng: torch.Generator, ratio: float = 0.5) -> torch.Tensor:
+def cutout(x: torch.Tensor, rng: torch.Generator, shard: Shard = Shard(), ratio: float = 0.5) -> torch.Tensor:
     n, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)
-    oy = torch.randint(0, h + (1 - ch % 2), (n, 1, 1), device=x.device, generator=rng)
-    ox = torch.randint(0, w + (1 - cw % 2), (n, 1, 1), device=x.device, generator=rng)
+    oy = _randint(0, h + (1 - ch % 2), x, rng, shard)
+    ox = _randint(0, w + (1 - cw % 2), x, rng, shard)
     gb, gy, gx = torch.meshgrid(torch.arange(n, device=x.device), torch.arange(ch, device=x.device),
                                 torch.arange(cw, device=x.device), indexing="ij")
     gy = torch.clamp(gy + oy - ch // 2, 0, h - 1)
@@ -78,13 +85,13 @@ def parse_policy(policy: str) -> List[str]:
 class DiffAugment:
     """Callable x -> augmented x for one policy; `rng` supplies every random number."""
 
-    def __init__(self, policy: str | Sequence[str], rng: torch.Generator):
+    def __init__(self, policy: str | Sequence[str], rng: torch.Generator, shard: Shard = Shard()):
         self.policy = parse_policy(policy) if isinstance(policy, str) else list(policy)
-        self.rng = rng
+        self.rng, self.shard = rng, shard
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         for name in self.policy:
-            x = TRANSFORMS[name](x, self.rng)
+            x = TRANSFORMS[name](x, self.rng, self.shard)
         return x
 
     def __repr__(self) -> str:

@@ -1,9 +1,9 @@
 """Checkpoint files: atomic save, safe load, and the two formats animegan writes.
 
-- Training state (`last.pt`, `epoch_XXX.pt`): everything needed to continue a run exactly:
-  both networks, both optimizers, epoch/step counters, RNG states, fixed noise, config.
-- Generator export (`generator.pt`): generator weights plus the model config; all that
-  `animegan-sample` needs.
+- Training state (`last.pt`, `best.pt`, `epoch_XXX.pt`): everything needed to continue a
+  run exactly; written by animegan.state.TrainingState.state_dict().
+- Generator export (`generator.pt`, network snapshots): generator weights plus the model
+  config; all that `animegan-sample` needs.
 
 Both hold only tensors, numbers, strings, lists and dicts, so they load with
 `torch.load(weights_only=True)`: a checkpoint from the internet cannot run code.
@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pickle
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 import torch
 
@@ -68,46 +68,6 @@ def load_training_state(path: Path) -> Dict[str, Any]:
     if state["format"] != TRAINING_FORMAT:
         raise AnimeganError(f"{path} is a generator-only export; resume needs a training checkpoint (checkpoints/last.pt)")
     return state
-
-
-def training_state(
-    *, generator, discriminator, opt_g, opt_d, epoch: int, step: int, step_in_epoch: int,
-    loop_rng: torch.Generator, fixed_noise: torch.Tensor, config: dict,
-    generator_ema=None, extra: Optional[Dict[str, Any]] = None,
-) -> Dict[str, Any]:
-    """Everything a resumed run needs to continue bit-for-bit where this one stopped."""
-    rng = {"torch_cpu": torch.get_rng_state(), "loop": loop_rng.get_state(), "loop_device": str(loop_rng.device)}
-    if torch.cuda.is_available():
-        rng["torch_cuda"] = torch.cuda.get_rng_state_all()
-    state = {
-        "format": TRAINING_FORMAT,
-        "version": FORMAT_VERSION,
-        "epoch": epoch,  # epochs fully completed
-        "step": step,  # optimiser steps (batches) done in total
-        "step_in_epoch": step_in_epoch,  # batches already done in the epoch after `epoch`
-        "generator": generator.state_dict(),
-        "discriminator": discriminator.state_dict(),
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
-        "rng": rng,
-        "fixed_noise": fixed_noise.detach().cpu(),
-        "config": config,
-    }
-    if generator_ema is not None:  # the averaged generator (train.ema): grids and exports use it
-        state["generator_ema"] = generator_ema.state_dict()
-    state.update(extra or {})
-    return state
-
-
-def restore_rng(state: Dict[str, Any], loop_rng: torch.Generator) -> None:
-    rng = state["rng"]
-    torch.set_rng_state(rng["torch_cpu"])
-    if rng.get("loop_device") == str(loop_rng.device):
-        loop_rng.set_state(rng["loop"])
-    # A run moved between CPU and CUDA cannot replay the same random stream; it continues
-    # with a freshly seeded one (the weights and optimiser moments are still exact).
-    if "torch_cuda" in rng and torch.cuda.is_available() and len(rng["torch_cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(rng["torch_cuda"])
 
 
 def generator_export(generator, model_config: dict, *, epochs: int, config: dict) -> Dict[str, Any]:

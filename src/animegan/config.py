@@ -64,6 +64,8 @@ class ModelConfig:
     d_spectral_norm: bool = False  # spectral normalisation of every D convolution
     g_spectral_norm: bool = False  # ... and of every G convolution
     d_batchnorm: bool = True  # BatchNorm in D's hidden blocks (SNGAN-style D: off with spectral norm)
+    g_batchnorm: bool = True  # BatchNorm in G's hidden blocks (the paper's G has it)
+    sync_batchnorm: bool = False  # several GPU processes: BatchNorm statistics over the global batch (SyncBatchNorm)
     minibatch_std: bool = False  # D sees the batch's feature std as an extra channel (against look-alike faces)
 
 
@@ -117,8 +119,9 @@ class OutputConfig:
 
 @dataclass
 class CheckpointConfig:
-    keep_every: int = 0
-    every_n_steps: int = 0
+    keep_every: int = 0  # also keep the full training state as epoch_XXX.pt every N epochs (0: off)
+    every_n_steps: int = 0  # refresh last.pt every N steps inside an epoch (0: only at epoch ends)
+    snapshot_every: int = 5  # snapshots/generator-epoch_XXX.pt (the shown generator only) every N epochs (0: off)
     export: str = "generator.pt"
 
 
@@ -139,6 +142,24 @@ class EvalConfig:
 
 
 @dataclass
+class CsvLoggerConfig:
+    plot: bool = True  # redraw losses.png from metrics.csv every epoch
+
+
+@dataclass
+class TensorBoardLoggerConfig:
+    flush_secs: int = 30  # how often the event file is written to disk
+
+
+@dataclass
+class LoggerConfig:
+    """Each sink is on when its section is present (configs/logger/: csv, tensorboard, none)."""
+
+    csv: Optional[CsvLoggerConfig] = None
+    tensorboard: Optional[TensorBoardLoggerConfig] = None
+
+
+@dataclass
 class TrainConfig:
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -148,6 +169,7 @@ class TrainConfig:
     output: OutputConfig = field(default_factory=OutputConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     epochs: int = 8
     batch_size: int = 128
     seed: int = 0
@@ -289,6 +311,7 @@ def _check_values(c: TrainConfig) -> None:
     k = c.checkpoint
     _require(k.keep_every >= 0, "checkpoint.keep_every", k.keep_every, "must be >= 0 (0: off)")
     _require(k.every_n_steps >= 0, "checkpoint.every_n_steps", k.every_n_steps, "must be >= 0 (0: off)")
+    _require(k.snapshot_every >= 0, "checkpoint.snapshot_every", k.snapshot_every, "must be >= 0 (0: off)")
     _require(
         bool(k.export) and "/" not in k.export and k.export.endswith(".pt"),
         "checkpoint.export", k.export, "a file name ending in .pt (written in <run>/checkpoints/)",
@@ -307,6 +330,9 @@ def _check_values(c: TrainConfig) -> None:
     _require(e.kid_subsets >= 1, "eval.kid_subsets", e.kid_subsets, ge1)
     _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, ge1)
     _require(e.seed >= 0, "eval.seed", e.seed, "must be an integer >= 0")
+    if c.logger.tensorboard is not None:
+        _require(c.logger.tensorboard.flush_secs >= 1, "logger.tensorboard.flush_secs", c.logger.tensorboard.flush_secs,
+                 "must be >= 1 second")
 
 
 # Dataset keys that only the folder pipeline reads (the synthetic faces are drawn, not decoded).

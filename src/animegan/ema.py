@@ -55,6 +55,12 @@ class GeneratorEMA:
         for e, m in zip(self._ema_others, self._others):
             e.copy_(m)
 
+    @torch.no_grad()
+    def reset(self) -> None:
+        """Start the average over from the generator's current weights."""
+        for e, m in zip(self._ema_floats + self._ema_others, self._floats + self._others):
+            e.copy_(m)
+
     def state_dict(self) -> Dict[str, torch.Tensor]:
         return self.module.state_dict()
 

@@ -1,185 +1,161 @@
-"""The training loop: alternating discriminator and generator updates, and nothing else.
+"""The training loop, top to bottom: for every batch a GAN step (animegan.step); every
+`train.log_every` steps one read of the metrics, which are logged and checked (divergence,
+time budget); between steps, requests to stop (SIGTERM, Ctrl-C); at an epoch's end the
+grid, the checkpoint (the state first), FID, the plot. It returns why it stopped.
 
-Everything around it (building objects, checkpoints, grids, plots) lives in run.py and
-reaches the loop as callbacks, so this file reads top to bottom as the algorithm.
+Everything it changes lives in the TrainingState; everything it writes goes through the
+RunLogger and the CheckpointFiles.
 """
 
 from __future__ import annotations
 
-import contextlib
 import time
-from typing import Callable, List, Optional
+from dataclasses import dataclass
+from typing import List, Optional
 
 import torch
 from tqdm import tqdm
 
+from animegan.config import TrainConfig
 from animegan.data.bank import ImageBank
-from animegan.ema import GeneratorEMA
-from animegan.losses import gradient_penalty, r1_penalty
-from animegan.precision import LossScaling
+from animegan.fid_tracker import TrainingEvaluator
+from animegan.logger import RunLogger
+from animegan.sampling import sample
+from animegan.state import CheckpointFiles, TrainingState
+from animegan.step import StepParts, gan_step
+from animegan.stopping import StopReason, StopRequests, TimeBudget
 
-MetricRows = List[List[float]]  # [epoch, step, loss_D, loss_G, D(x), D(G(z))] per step
+
+@dataclass
+class Outputs:
+    """Where the loop's results go."""
+
+    logger: RunLogger
+    checkpoints: CheckpointFiles
+    evaluator: Optional[TrainingEvaluator]  # rank 0 of a run that evaluates FID; None elsewhere
 
 
-def train(
-    *,
-    generator: torch.nn.Module,
-    discriminator: torch.nn.Module,
-    opt_g: torch.optim.Optimizer,
-    opt_d: torch.optim.Optimizer,
-    loss,                                        # animegan.losses: .discriminator() and .generator()
-    bank: ImageBank,                             # training images, served as batches in [-1, 1]
-    rng: torch.Generator,                        # all randomness (flips, latents, noise, DiffAugment, GP); checkpointed
-    epochs: int,                                 # train until this many epochs are complete
-    batch_size: int = 128,
-    nz: int = 100,                               # latent size
-    d_steps: int = 1,                            # discriminator updates per batch
-    g_steps: int = 1,                            # generator updates per batch
-    instance_noise: float = 0.0,                 # std of noise on D's inputs at step 0, linearly down to 0 ...
-    instance_noise_epochs: float = 6.0,          # ... at this many epochs (not `epochs`: resume with more stays exact)
-    augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None,  # DiffAugment on every D input (augment.py)
-    r1_gamma: float = 0.0,                       # R1 penalty weight on real images (0: off)
-    r1_every: int = 1,                           # lazy R1: every N steps, scaled by N
-    ema: Optional[GeneratorEMA] = None,          # updated after every G step (ema.py)
-    seed: int = 0,                               # batch order is a function of (seed, epoch)
-    start_epoch: int = 0,                        # epochs already complete (resume)
-    start_step: int = 0,                         # steps already done in total (resume)
-    start_step_in_epoch: int = 0,                # batches already done in epoch `start_epoch` (resume)
-    autocast_dtype: Optional[torch.dtype] = None,  # e.g. torch.bfloat16; None = fp32
-    scaling: Optional[LossScaling] = None,       # backward + step of each network (fp16: loss-scaled); None = plain
-    channels_last: bool = False,                 # feed NHWC batches (models converted by the caller)
-    log_every: int = 25,                         # steps between host reads of the metrics
-    on_metrics: Callable[[MetricRows], Optional[bool]] = lambda rows: None,  # rows every log_every steps; True: stop
-    on_epoch_end: Callable[[int, int], Optional[bool]] = lambda epoch, step: None,  # (epochs complete, step); True: stop
-    on_step_checkpoint: Optional[Callable[[int, int, int], None]] = None,  # (epoch, step, step_in_epoch)
-    every_n_steps: int = 0,                      # call on_step_checkpoint this often (0: never)
-    show_progress: bool = True,
-) -> int:
-    """Run epochs `start_epoch`..`epochs-1`; return the total step count reached.
+def train(state: TrainingState, parts: StepParts, bank: ImageBank, conf: TrainConfig, out: Outputs,
+          stops: StopRequests, channels_last: bool = False, show_progress: bool = True) -> StopReason:
+    """Train from `state` until the last epoch, or until something stops the run."""
+    group, batch_size = state.group, conf.batch_size
+    n_batches = bank.batches_per_epoch(batch_size)
+    budget = TimeBudget(conf.train.max_minutes)
+    window = MetricsWindow(state)
+    show_progress = show_progress and group.ranks.is_main
+    reason: Optional[StopReason] = None
 
-    When `on_metrics` returns True (divergence guard, time budget) the loop stops after
-    that log window: mid-epoch it calls `on_step_checkpoint` (the caller decides whether
-    the state is worth saving), at an epoch's end `on_epoch_end` as usual."""
-    device = rng.device
-    autocast = (
-        torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None else contextlib.nullcontext()
-    )
-
-    fade_steps = max(1.0, instance_noise_epochs * bank.batches_per_epoch(batch_size))
-    scaling = scaling or LossScaling(device, enabled=False)
-
-    def noise() -> torch.Tensor:
-        return torch.randn(batch_size, nz, 1, 1, device=device, generator=rng)
-
-    def instance_noise_for(step: int, like: torch.Tensor) -> Optional[torch.Tensor]:
-        """Instance noise (Sonderby et al. 2016): Gaussian noise on D's inputs, so real and
-        fake images overlap a little and D cannot win early on tiny pixel differences; it
-        fades out over `instance_noise_epochs` (a horizon of its own: were it the run's
-        length, "1 epoch, then resume to 2" would follow another schedule than "2 epochs").
-        One draw per step serves every D input of that step: drawing from a seeded CPU
-        generator is single-threaded, and three draws cost ~20% of a DCGAN-64 step on 2 cores."""
-        sigma = instance_noise * max(0.0, 1.0 - step / fade_steps)
-        return torch.empty_like(like).normal_(0.0, sigma, generator=rng) if sigma > 0 else None
-
-    def train_step(real: torch.Tensor, step: int) -> torch.Tensor:
-        eps = instance_noise_for(step, real)
-        r1_now = r1_gamma > 0 and step % r1_every == 0
-
-        def d_input(x: torch.Tensor) -> torch.Tensor:
-            """What D sees of an image batch, real or fake alike: DiffAugment, then instance noise."""
-            x = x if augment is None else augment(x)
-            return x if eps is None else x + eps
-
-        # One generator forward serves the first D update (detached) and the first G update.
-        with autocast:
-            fake_with_grad = fake = generator(noise())
-        for i in range(d_steps):
-            if i > 0:  # extra D updates (e.g. WGAN's n_critic) see fresh fakes
-                with torch.no_grad(), autocast:
-                    fake = generator(noise())
-            opt_d.zero_grad(set_to_none=True)
-            with autocast:
-                real_in = d_input(real).requires_grad_(r1_now)  # R1 differentiates D(x) w.r.t. x
-                fake_in = d_input(fake.detach())  # no gradient into G here
-                real_logits = discriminator(real_in)
-                fake_logits = discriminator(fake_in)
-                real_loss, fake_loss = loss.discriminator(real_logits, fake_logits)
-                loss_d = real_loss + fake_loss
-                if loss.gp_weight > 0:  # wgan_gp
-                    loss_d = loss_d + loss.gp_weight * gradient_penalty(discriminator, real_in, fake_in, rng,
-                                                                        scaling.grad_scale("D"))
-                if r1_now:
-                    loss_d = loss_d + (r1_gamma / 2 * r1_every) * r1_penalty(real_logits, real_in,
-                                                                             scaling.grad_scale("D"))
-            scaling.step("D", loss_d, opt_d)
-
-        # G's updates need gradients through D's input, not D's weights: skip computing those.
-        discriminator.requires_grad_(False)
-        fake = fake_with_grad
-        for j in range(g_steps):
-            if j > 0:
-                with autocast:
-                    fake = generator(noise())
-            opt_g.zero_grad(set_to_none=True)
-            with autocast:
-                loss_g = loss.generator(discriminator(d_input(fake)))
-            scaling.step("G", loss_g, opt_g)
-            if ema is not None:
-                ema.update(step)
-        discriminator.requires_grad_(True)
-
-        # Stay on the device: the host reads these only every `log_every` steps.
-        return torch.stack([
-            loss_d.detach().float(), loss_g.detach().float(),
-            torch.sigmoid(real_logits.detach().float()).mean(), torch.sigmoid(fake_logits.detach().float()).mean(),
-        ])
-
-    step = start_step
-    for epoch in range(start_epoch, epochs):
-        order = bank.epoch_order(seed, epoch)
-        n_batches = bank.batches_per_epoch(batch_size)
-        first = start_step_in_epoch if epoch == start_epoch else 0
-        bar = tqdm(total=n_batches, initial=first, desc=f"epoch {epoch + 1}/{epochs}", unit="batch",
-                   disable=not show_progress, leave=False, dynamic_ncols=True)
-        pending: List[torch.Tensor] = []
-        window_start, window_images = time.perf_counter(), 0
-        stop = False
-
-        def flush() -> None:
-            nonlocal pending, window_start, window_images, stop
-            if not pending:
-                return
-            values = torch.stack(pending).cpu()  # the one host sync per log window
-            first_step = step - len(pending) + 1
-            rows = [[epoch + 1, first_step + k, *v.tolist()] for k, v in enumerate(values)]
-            stop = bool(on_metrics(rows)) or stop
-            elapsed = time.perf_counter() - window_start
-            loss_d, loss_g, d_x, d_gz = values[-1].tolist()
-            bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}", D_x=f"{d_x:.2f}", D_G_z=f"{d_gz:.2f}",
-                            img_s=f"{window_images / max(elapsed, 1e-9):.0f}", refresh=False)
-            bar.update(len(pending))
-            pending, window_start, window_images = [], time.perf_counter(), 0
-
-        done = first
-        for b in range(first, n_batches):
-            real = bank.batch(order[b * batch_size:(b + 1) * batch_size], rng, channels_last)
-            pending.append(train_step(real, step))
-            step += 1
-            done = b + 1
-            window_images += batch_size
-            if len(pending) >= log_every:
-                flush()
-            if stop:
+    while state.epoch < conf.epochs:
+        order = bank.epoch_order(conf.seed, state.epoch)
+        epoch_started = time.perf_counter()
+        bar = tqdm(total=n_batches, initial=state.step_in_epoch, desc=f"epoch {state.epoch + 1}/{conf.epochs}",
+                   unit="batch", disable=not show_progress, leave=False, dynamic_ncols=True)
+        window.restart_clock()
+        for b in range(state.step_in_epoch, n_batches):
+            real = bank.batch(order[b * batch_size:(b + 1) * batch_size], parts.rng, channels_last, group.ranks.shard)
+            window.add(gan_step(parts, real, state.step), batch_size)
+            state.step, state.step_in_epoch = state.step + 1, state.step_in_epoch + 1
+            if len(window) >= conf.train.log_every or b + 1 == n_batches:
+                reason = log_window(window, state, out.logger, budget, bar)
+            if reason is None and group.any(stops.received is not None):
+                reason = StopReason.SIGNAL
+            if reason is not None:
                 break
-            if on_step_checkpoint and every_n_steps and step % every_n_steps == 0 and b + 1 < n_batches:
-                flush()  # metrics.csv must not lag behind the checkpoint
-                on_step_checkpoint(epoch, step, b + 1)
-        flush()
+            if conf.checkpoint.every_n_steps and state.step % conf.checkpoint.every_n_steps == 0 and b + 1 < n_batches:
+                log_window(window, state, out.logger, budget, bar)  # metrics.csv must not lag behind last.pt
+                out.checkpoints.save(state, "last.pt")
         bar.close()
-        if done < n_batches:  # stopped inside the epoch
-            if on_step_checkpoint:
-                on_step_checkpoint(epoch, step, done)
-            return step
-        if on_epoch_end(epoch + 1, step) or stop:
-            return step
-    return step
+        if reason is StopReason.DIVERGED:
+            return reason  # nothing of a broken state is kept: last.pt holds the last good one
+        if state.step_in_epoch < n_batches:  # stopped inside the epoch
+            log_window(window, state, out.logger, budget, bar)
+            out.checkpoints.save(state, "last.pt")
+            return reason
+
+        # The epoch's end: the grid, the state first, then FID (long on a CPU), the plot.
+        state.epoch, state.step_in_epoch = state.epoch + 1, 0
+        every = conf.output.sample_every
+        if every and (state.epoch % every == 0 or state.epoch == conf.epochs) and group.ranks.is_main:
+            out.logger.grid(sample(state.shown, state.fixed_noise), f"epoch_{state.epoch:03d}", state.step)
+        out.logger.epoch_done(state.epoch, conf.epochs, time.perf_counter() - epoch_started, state.step,
+                              state.scaling.skipped() if state.scaling.enabled else None)
+        out.checkpoints.save(state, "last.pt")
+        if evaluation_due(conf, state.epoch):
+            evaluate_epoch(state, out)
+        out.checkpoints.save_epoch_extras(state)
+        if reason is not None:  # time or a signal ran out exactly at the epoch's end
+            return reason
+        if state.fid.exhausted and state.epoch < conf.epochs:
+            return StopReason.FID_PATIENCE
+    return StopReason.FINISHED
+
+
+class MetricsWindow:
+    """The step metrics since the last read, kept on the device until then."""
+
+    def __init__(self, state: TrainingState):
+        self.state, self.pending, self.images = state, [], 0
+        self.started = time.perf_counter()
+
+    def __len__(self) -> int:
+        return len(self.pending)
+
+    def add(self, metrics: torch.Tensor, images: int) -> None:
+        self.pending.append(metrics)
+        self.images += images
+
+    def read(self) -> List[List[float]]:
+        """Rows [epoch, step, loss_D, loss_G, D(x), D(G(z))], averaged over the processes:
+        the one host sync of the window."""
+        values = self.state.group.mean(torch.stack(self.pending)).cpu()
+        first = self.state.step - len(self.pending) + 1
+        rows = [[self.state.epoch + 1, first + k, *v.tolist()] for k, v in enumerate(values)]
+        self.pending = []
+        return rows
+
+    def restart_clock(self) -> None:  # images/s counts training only, not the epoch-end work
+        self.started, self.images = time.perf_counter(), 0
+
+    def images_per_second(self) -> float:
+        now = time.perf_counter()
+        rate = self.images / max(now - self.started, 1e-9)
+        self.started, self.images = now, 0
+        return rate
+
+
+def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, budget: TimeBudget,
+               bar: tqdm) -> Optional[StopReason]:
+    """Read, log and check the window's metrics; the reason to stop, if there is one."""
+    if not len(window):
+        return None
+    n = len(window)
+    rows = window.read()
+    rate = window.images_per_second()
+    logger.steps(rows, rate)
+    loss_d, loss_g, d_x, d_gz = rows[-1][2:]
+    bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}", D_x=f"{d_x:.2f}", D_G_z=f"{d_gz:.2f}",
+                    img_s=f"{rate:.0f}", refresh=False)
+    bar.update(n)
+    if state.guard.observe(rows):  # rows are the same on every process: so is the decision
+        return StopReason.DIVERGED
+    if state.group.any(budget.spent):  # rank 0's clock decides for all
+        return StopReason.OUT_OF_TIME
+    return None
+
+
+def evaluation_due(conf: TrainConfig, epoch: int) -> bool:
+    every = conf.eval.every_n_epochs
+    return bool(every) and (epoch % every == 0 or epoch == conf.epochs)
+
+
+def evaluate_epoch(state: TrainingState, out: Outputs) -> None:
+    """FID of the state just saved (on rank 0), then last.pt again with the result, and
+    best.pt when it is the best so far."""
+    if out.evaluator is not None:
+        result = out.evaluator.measure(state.shown)
+        improved = state.fid.observe(state.epoch, result["fid"])
+        out.logger.evaluation(state.epoch, state.step, result, state.fid.trend(), improved)
+    state.fid.load_state_dict(state.group.broadcast(state.fid.state_dict()))  # the other ranks wait here
+    out.checkpoints.save(state, "last.pt")
+    if state.fid.best_epoch == state.epoch:
+        out.checkpoints.save(state, "best.pt")

@@ -11,6 +11,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+from animegan.distributed import Shard
 from animegan.errors import AnimeganError
 
 
@@ -116,15 +117,16 @@ def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor,
 
 
 def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator,
-                     grad_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
+                     grad_scale: Optional[torch.Tensor] = None, shard: Shard = Shard()) -> torch.Tensor:
     """WGAN-GP: E[(|grad D(x_hat)| - 1)^2] at x_hat = a*real + (1-a)*fake, a ~ U(0, 1) per
-    sample drawn from `rng` (the loop's checkpointed generator). Not yet multiplied by lambda.
+    sample drawn from `rng` (the loop's checkpointed generator; for the global batch, of
+    which this process keeps its `shard`). Not yet multiplied by lambda.
 
     The interpolates are made in fp32 whatever the precision: under autocast the fakes come
     out of G in bf16/fp16 while the real batch is fp32, and D's convolutions cast x_hat
     to the autocast dtype themselves."""
     real, fake = real.detach().float(), fake.detach().float()
-    alpha = torch.rand(real.shape[0], 1, 1, 1, device=real.device, generator=rng)
+    alpha = shard.take(torch.rand(real.shape[0] * shard.count, 1, 1, 1, device=real.device, generator=rng))
     x_hat = torch.lerp(fake, real, alpha).requires_grad_(True)
     norm = (input_gradient_sq_norm(discriminator(x_hat), x_hat, grad_scale) + 1e-12).sqrt()
     return (norm - 1.0).pow(2).mean()

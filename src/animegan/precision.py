@@ -16,7 +16,7 @@ and counts the skipped steps for the log. For fp32 and bf16 it is a plain backwa
 
 from __future__ import annotations
 
-from typing import Dict, Optional
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -53,15 +53,21 @@ class LossScaling:
         self._one = torch.ones((), device=device)
         self._skipped = torch.zeros(len(NETWORKS), device=device)  # on the device: no host sync per step
 
-    def step(self, net: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """loss.backward() and optimizer.step() for network `net` ('D' or 'G')."""
+    def step(self, net: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer,
+             sync: Optional[Callable[[], None]] = None) -> None:
+        """loss.backward() and optimizer.step() for network `net` ('D' or 'G'); `sync`
+        runs between them (the gradients' average over processes)."""
         if not self.enabled:
             loss.backward()
+            if sync is not None:
+                sync()
             optimizer.step()
             return
         scaler = self.scalers[net]
         before = scaler.scale(self._one)  # the current scale, as a device tensor
         scaler.scale(loss).backward()
+        if sync is not None:
+            sync()  # scaled gradients average just as well; an inf anywhere skips the step everywhere
         scaler.step(optimizer)  # skipped when the gradients hold inf/NaN ...
         scaler.update()  # ... and then the scale is lowered: that is how a skip shows
         self._skipped[NETWORKS.index(net)] += (scaler.scale(self._one) < before).float()

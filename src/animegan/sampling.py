@@ -73,6 +73,12 @@ def eval_mode(generator: torch.nn.Module):
         generator.train(was_training)
 
 
+def sample(generator: torch.nn.Module, z: torch.Tensor) -> torch.Tensor:
+    """Images for `z` from G in eval mode (BatchNorm running statistics), fp32, no autograd."""
+    with eval_mode(generator):
+        return generator(z).float()
+
+
 def generate(generator: Generator, n: int, seed: int = 0, chunk: int = 256,
              truncation: Optional[float] = None) -> Iterator[torch.Tensor]:
     """Yield uint8 images [k, 3, S, S] on the CPU, `chunk` at a time, for n images in all."""

@@ -3,7 +3,8 @@ written as `multirun.csv` in the sweep directory, and a non-zero exit status whe
 job failed.
 
 Each job leaves `job_status.json` in its directory (its overrides, completed or failed,
-and the one-line error); its steps and final metrics come from its metrics.csv. The
+the one-line error, and for a run that ended its steps and final metrics); a job that
+failed or was killed is filled in from its metrics.csv. The
 report is a Hydra callback (configs/train.yaml, hydra.callbacks), so it runs in the
 process that launched the sweep, after the last job, with any launcher plugin.
 """
@@ -33,7 +34,12 @@ def collect(sweep_dir: Path) -> List[Dict[str, str]]:
         row = {key: "" for key in COLUMNS}
         row.update(job=job.name, overrides=" ".join(status.get("overrides", [])), status=status["status"],
                    error=status.get("error", ""))
-        row.update(_final_metrics(job / "metrics.csv"))
+        if "steps" in status:  # a job that ended: its run's own summary
+            best = status.get("best_fid")
+            row.update(steps=str(status["steps"]), epoch=str(status["epoch"]), best_fid=f"{best:.2f}" if best else "",
+                       **{k: f"{v:.5f}" for k, v in status.get("final", {}).items()})
+        else:  # failed or killed: what its metrics.csv got to
+            row.update(_final_metrics(job / "metrics.csv"))
         rows.append(row)
     return _only_what_differs(rows)
 

@@ -15,7 +15,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 import hydra
 from hydra import compose, initialize_config_module
@@ -49,42 +49,101 @@ def main() -> None:
         extra = preflight(argv, os.getcwd())
     except AnimeganError as exc:
         fail("animegan-train", exc)
+    if not torchrun_environment(os.environ):
+        sys.argv = [sys.argv[0], *argv, *extra]
+        _hydra_main()
+        return
+    from animegan.distributed import ProcessGroup, Ranks  # torch: kept off the --help path
+
+    ranks = Ranks.from_environment(os.environ)
+    try:
+        extra += one_run_directory(argv, extra, ranks)
+    except AnimeganError as exc:
+        fail("animegan-train", exc)
     sys.argv = [sys.argv[0], *argv, *extra]
-    _hydra_main()
+    try:
+        _hydra_main()
+    finally:
+        ProcessGroup(ranks).stop()
 
 
 @hydra.main(version_base="1.3", config_path="pkg://animegan.configs", config_name="train")
-def _hydra_main(cfg: DictConfig) -> None:
-    """One job. Alone, a failure exits with status 2. Inside a sweep (-m) a failure ends
-    only its job: the job's status file records it, the sweep goes on, and the sweep
-    report (animegan.cli.sweep_report) lists every job and sets the exit status."""
-    from animegan.run import run_training  # torch import kept off the --help path
+def _hydra_main(cfg: DictConfig) -> Optional[float]:
+    """One job; returns its best FID (what hparams_search=optuna minimises; NaN when the
+    job failed or did not evaluate). Alone, a failure exits with status 2. Inside a sweep
+    (-m) a failure ends only its job: its job_status.json says why, the sweep goes on, and
+    the sweep report (animegan.cli.sweep_report) lists every job and sets the exit status."""
+    from animegan.distributed import ProcessGroup, Ranks  # torch import kept off the --help path
+    from animegan.run import Interrupted, run_training
 
     log = logging.getLogger("animegan")
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
+    ranks = Ranks.from_environment(os.environ)
     try:
         conf = resolve_config(cfg, overrides, os.getcwd())
-        run_training(conf, run_dir)
+        result = run_training(conf, run_dir, group=ProcessGroup(ranks))
+    except Interrupted as exc:
+        log.error("%s", exc)
+        if in_sweep:
+            write_job_status(run_dir, overrides, "interrupted", str(exc))
+        raise SystemExit(exc.exit_status)  # a signal ends a sweep too: the cluster wants the node back
     except AnimeganError as exc:
         log.error("%s", exc)
         if not in_sweep:
             raise SystemExit(2)
         write_job_status(run_dir, overrides, "failed", str(exc))
-        return
-    except KeyboardInterrupt:
-        log.error("interrupted; continue with: animegan-train resume=%s/checkpoints/last.pt", run_dir)
-        raise SystemExit(130)
+        return float("nan")
     except Exception as exc:  # a bug: the whole traceback goes to this job's log, the sweep goes on
         if not in_sweep:
             raise
         log.exception("job failed")
         write_job_status(run_dir, overrides, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
-        return
+        return float("nan")
+    finally:
+        release_job_resources()
     if in_sweep:
-        write_job_status(run_dir, overrides, "completed")
+        write_job_status(run_dir, overrides, "completed", result=result)
+    return result.best_fid if result.best_fid is not None else float("nan")
+
+
+def release_job_resources() -> None:
+    """What one job must not leave to the next job of a sweep run in the same process:
+    cached GPU memory, torch.compile's caches, cuDNN's benchmark flag. (Logging handlers
+    are replaced by Hydra for every job; TensorBoard writers are closed by the run.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    torch.backends.cudnn.benchmark = False
+    if "torch._dynamo" in sys.modules:
+        torch._dynamo.reset()
+
+
+def torchrun_environment(env) -> bool:
+    """True in a process that torchrun started as one of several."""
+    return int(env.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in env
+
+
+def one_run_directory(argv: List[str], extra: List[str], ranks) -> List[str]:
+    """Under torchrun every process would make its own time-stamped run directory: rank 0
+    chooses one and tells the others. Only rank 0 writes Hydra's files and train.log.
+    Also starts the processes' group (NCCL on CUDA, gloo on the CPU)."""
+    from animegan.distributed import ProcessGroup
+    from animegan.run import select_device
+
+    if any(a in ("-m", "--multirun") for a in argv):
+        raise AnimeganError("a sweep (-m) runs its jobs one after another; under torchrun start each job on its own")
+    composed = compose_config(argv, hydra_config=True)
+    given = [a.split("=", 1)[1].strip("'\"") for a in [*argv, *extra] if a.startswith("hydra.run.dir=")]
+    run_dir = given[-1] if given else OmegaConf.select(composed, "hydra.run.dir")
+    group = ProcessGroup(ranks)
+    group.start(select_device(str(composed.device)).type)
+    run_dir = group.broadcast(os.path.abspath(run_dir) if ranks.is_main else None)
+    quiet = [] if ranks.is_main else ["hydra.output_subdir=null", "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    return [f"hydra.run.dir='{run_dir}'", *quiet]
 
 
 def preflight(argv: List[str], cwd: str) -> List[str]:
@@ -119,16 +178,23 @@ def sweep_jobs(overrides: List[str], multirun: bool) -> List[List[str]]:
     a key wins), and every combination of the swept values is a job."""
     parsed = _parse(overrides)
     if multirun:  # the params live in the composed config: compose it with each sweep's first value
-        first = [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
-                 for o in parsed]
+        first = [f"{o.get_key_element()}={_values(o)[0]}" for o in parsed]
         params = OmegaConf.select(compose_config(first, hydra_config=True), "hydra.sweeper.params") or {}
         parsed = _parse([f"{key}={value}" for key, value in params.items()]) + parsed
-    choices: Dict[str, List[str]] = {}
-    for o in parsed:
-        key = o.get_key_element()
-        values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
-        choices[key] = [f"{key}={v}" for v in values]
+    choices: Dict[str, List[str]] = {key: [f"{key}={v}" for v in _values(o)] for o in parsed
+                                     for key in [o.get_key_element()]}
     return [list(job) for job in itertools.product(*choices.values())]
+
+
+def _values(o) -> List[str]:
+    """The values an override takes: one, each of a list sweep (a=1,2, choice(1,2), range(1,3)),
+    or both ends of an interval (the Optuna sweeper's interval(1e-4, 1e-3): every value
+    between is valid when both ends are)."""
+    if not o.is_sweep_override():
+        return [o.get_value_element_as_str()]
+    if o.is_interval_sweep():
+        return [str(o.value().start), str(o.value().end)]
+    return list(o.sweep_string_iterator())
 
 
 def _parse(overrides: List[str]):
@@ -203,7 +269,11 @@ def with_named_overrides(saved: dict, cfg: DictConfig, overrides: List[str]) -> 
     return out
 
 
-def write_job_status(run_dir: Path, overrides: List[str], status: str, error: str = "") -> None:
+def write_job_status(run_dir: Path, overrides: List[str], status: str, error: str = "", result=None) -> None:
     """<job dir>/job_status.json: what the sweep report reads for this job."""
+    record = {"overrides": overrides, "status": status, "error": error}
+    if result is not None:
+        record.update(epoch=result.epoch, steps=result.step, stopped=result.reason.value, final=result.final,
+                      best_fid=result.best_fid)
     with atomic_replace(run_dir / JOB_STATUS) as tmp:
-        tmp.write_text(json.dumps({"overrides": overrides, "status": status, "error": error}) + "\n")
+        tmp.write_text(json.dumps(record) + "\n")

@@ -11,6 +11,8 @@ import hashlib
 
 import torch
 
+from animegan.distributed import Shard
+
 
 def images_fingerprint(images: torch.Tensor) -> str:
     """Hash of the images themselves (uint8 [N, 3, S, S]): whatever the dataset's source,
@@ -52,12 +54,15 @@ class ImageBank:
         g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
         return torch.randperm(len(self), generator=g)
 
-    def batch(self, indices: torch.Tensor, rng: torch.Generator, channels_last: bool = False) -> torch.Tensor:
-        """Float batch in [-1, 1] of the given images, flipped at random when enabled."""
+    def batch(self, indices: torch.Tensor, rng: torch.Generator, channels_last: bool = False,
+              shard: Shard = Shard()) -> torch.Tensor:
+        """Float batch in [-1, 1] of this process's slice of the global batch `indices`,
+        flipped at random when enabled (the flips drawn for the global batch)."""
+        indices = shard.take(indices)
         x = self.images[indices.to(self.images.device)].to(rng.device, non_blocking=True)
         x = x.float().mul_(2.0 / 255.0).sub_(1.0)
         if self.flip:
-            flip = torch.rand(x.shape[0], device=rng.device, generator=rng) < 0.5
+            flip = shard.take(torch.rand(x.shape[0] * shard.count, device=rng.device, generator=rng)) < 0.5
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

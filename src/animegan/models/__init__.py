@@ -35,7 +35,8 @@ def apply_spectral_norm(module: nn.Module) -> nn.Module:
 
 def _generator(conf) -> Generator:
     return Generator(int(_get(conf, "nz", 100)), int(_get(conf, "ngf", 64)), int(_get(conf, "image_size", 64)),
-                     dropout=float(_get(conf, "g_dropout", 0.0)), leaky_slope=float(_get(conf, "g_leaky_slope", 0.0)))
+                     dropout=float(_get(conf, "g_dropout", 0.0)), leaky_slope=float(_get(conf, "g_leaky_slope", 0.0)),
+                     batchnorm=bool(_get(conf, "g_batchnorm", True)))
 
 
 def _discriminator(conf) -> Discriminator:

@@ -12,11 +12,12 @@ class Generator(nn.Module):
     The number of upsampling stages follows from the image size: S = 4 * 2**stages.
     Widths halve at each stage and end at ngf before the RGB layer, as in the paper.
     Options beyond the paper: `leaky_slope` > 0 uses LeakyReLU instead of ReLU, `dropout`
-    > 0 adds dropout after each hidden block (active in training only).
+    > 0 adds dropout after each hidden block (active in training only), `batchnorm=False`
+    drops BatchNorm (each image's output then depends on its own latent only).
     """
 
     def __init__(self, nz: int = 100, ngf: int = 64, image_size: int = 64, channels: int = 3,
-                 dropout: float = 0.0, leaky_slope: float = 0.0):
+                 dropout: float = 0.0, leaky_slope: float = 0.0, batchnorm: bool = True):
         super().__init__()
         stages = int(math.log2(image_size)) - 2  # 4x4 -> image_size
         if 4 * 2**stages != image_size or stages < 2:
@@ -27,16 +28,19 @@ class Generator(nn.Module):
             relu = nn.LeakyReLU(leaky_slope, inplace=True) if leaky_slope > 0 else nn.ReLU(inplace=True)
             return [relu] + ([nn.Dropout(dropout)] if dropout > 0 else [])
 
+        def norm(w: int) -> list:  # without BatchNorm the convolutions get their biases back
+            return [nn.BatchNorm2d(w)] if batchnorm else []
+
         width = ngf * 2 ** (stages - 1)
         layers = [  # project z to a 4x4 map: a transposed conv on a 1x1 input
-            nn.ConvTranspose2d(nz, width, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(width),
+            nn.ConvTranspose2d(nz, width, 4, 1, 0, bias=not batchnorm),
+            *norm(width),
             *act(),
         ]
         for _ in range(stages - 1):
             layers += [
-                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
-                nn.BatchNorm2d(width // 2),
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=not batchnorm),
+                *norm(width // 2),
                 *act(),
             ]
             width //= 2

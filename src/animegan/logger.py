@@ -1,0 +1,124 @@
+"""One logger for every number and picture of a run.
+
+`RunLogger` sends each to the sinks the `logger` config group turns on:
+- the console and <run>/train.log (Python logging; always),
+- `logger.csv`: metrics.csv (one row per step, one per FID evaluation) and losses.png,
+- `logger.tensorboard`: TensorBoard event files in <run>/tensorboard/ (`tensorboard
+  --logdir outputs`): losses, D(x), D(G(z)), images/s, FID/KID as scalars, the
+  fixed-noise grid as an image every epoch, the config and final metrics as hparams,
+and writes the sample grids (<run>/samples/epoch_XXX.png). Only rank 0 logs; every
+other process of a multi-process run gets an inactive logger.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+
+from animegan.artefacts import MetricsLog, plot_losses, save_image_grid
+
+log = logging.getLogger("animegan")
+
+LOSS_SCALARS = {"loss_D": "loss/D", "loss_G": "loss/G", "D_x": "D/real (D(x))", "D_G_z": "D/fake (D(G(z)))"}
+
+
+class RunLogger:
+    def __init__(self, run_dir: Path, logger_conf, nrow: int = 8, active: bool = True):
+        self.run_dir, self.nrow, self.active = Path(run_dir), nrow, active
+        self.samples_dir = self.run_dir / "samples"
+        csv = logger_conf.csv if active else None
+        self.csv = MetricsLog(self.run_dir / "metrics.csv") if csv is not None else None
+        self.plot = bool(csv is not None and csv.plot)
+        self.tensorboard = None
+        if active and logger_conf.tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+            self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"),
+                                             flush_secs=logger_conf.tensorboard.flush_secs)
+        self.last_row: Optional[Sequence[float]] = None  # the newest step's metrics, for the epoch line
+
+    def start(self, resume_step: int = 0, history: Optional[Path] = None) -> None:
+        """A new metrics.csv, or on resume the rows of `history` up to the checkpoint's step."""
+        if self.active:
+            self.samples_dir.mkdir(parents=True, exist_ok=True)
+        if self.csv is not None:
+            self.csv.start(resume_step=resume_step, history=history)
+
+    def steps(self, rows: List[List[float]], images_per_second: float) -> None:
+        """Rows [epoch, step, loss_D, loss_G, D(x), D(G(z))] of the steps since the last call."""
+        self.last_row = rows[-1]
+        if self.csv is not None:
+            self.csv.append(rows)
+        if self.tensorboard is not None:
+            for epoch, step, *values in rows:
+                for name, value in zip(LOSS_SCALARS.values(), values):
+                    self.tensorboard.add_scalar(name, value, int(step))
+            self.tensorboard.add_scalar("speed/images per second", images_per_second, int(rows[-1][1]))
+
+    def evaluation(self, epoch: int, step: int, result: Dict[str, Any], trend: str, improved: bool) -> None:
+        n_real = result["protocol"]["n_real"]
+        log.info("epoch %d: FID %.2f, KID %.4f +- %.4f (%d generated vs %d real, %.0fs) | %s%s", epoch, result["fid"],
+                 result["kid"], result["kid_std"], result["protocol"].get("n_generated", 0), n_real,
+                 result["seconds"], trend, " | new best: checkpoints/best.pt" if improved else "")
+        if self.csv is not None:
+            self.csv.append_eval(epoch, step, result["fid"], result["kid"], result["kid_std"])
+        if self.tensorboard is not None:
+            for name in ("fid", "kid"):
+                self.tensorboard.add_scalar(f"quality/{name.upper()}", result[name], step)
+
+    def grid(self, images: torch.Tensor, name: str, step: int) -> None:
+        """samples/<name>.png from images in [-1, 1], and the same grid in TensorBoard."""
+        if not self.active:
+            return
+        save_image_grid(images, self.samples_dir / f"{name}.png", self.nrow)
+        if self.tensorboard is not None:
+            from animegan.artefacts import tile_images, to_uint8
+
+            grid = tile_images(to_uint8(images), self.nrow)
+            self.tensorboard.add_image("samples (fixed noise)", grid, step, dataformats="HWC")
+
+    def epoch_done(self, epoch: int, epochs: int, seconds: float, step: int, skipped: Optional[Dict[str, int]]) -> None:
+        if not self.active:
+            return
+        loss_d, loss_g, d_x, d_gz = self.last_row[2:] if self.last_row else [float("nan")] * 4
+        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f%s", epoch,
+                 epochs, seconds, step, loss_d, loss_g, d_x, d_gz,
+                 f" | fp16 steps skipped (inf/NaN gradients) so far: D {skipped['D']}, G {skipped['G']}"
+                 if skipped else "")
+        if self.plot:
+            plot_losses(self.csv.path, self.run_dir / "losses.png")
+        if self.tensorboard is not None:
+            self.tensorboard.flush()
+
+    def finish(self, hparams: Dict[str, Any], final: Dict[str, float]) -> None:
+        """The run's settings and final metrics (TensorBoard's HPARAMS tab), and the
+        timelapse of the grids."""
+        if not self.active:
+            return
+        if self.samples_dir.is_dir() and any(self.samples_dir.glob("*.png")):
+            from animegan.gif import write_timelapse
+
+            write_timelapse(self.samples_dir)
+        if self.tensorboard is not None:
+            self.tensorboard.add_hparams(hparams, {f"final/{k}": v for k, v in final.items()}, run_name=".")
+
+    def close(self) -> None:
+        if self.tensorboard is not None:
+            self.tensorboard.close()
+            self.tensorboard = None
+
+
+def flat_hparams(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """The config as TensorBoard hparams: dotted keys, only numbers, strings and booleans."""
+    out: Dict[str, Any] = {}
+    for key, value in config.items():
+        if isinstance(value, dict):
+            out.update(flat_hparams(value, f"{prefix}{key}."))
+        elif isinstance(value, (bool, int, float, str)):
+            out[f"{prefix}{key}"] = value
+        elif isinstance(value, list):
+            out[f"{prefix}{key}"] = ",".join(map(str, value))
+    return out
