@@ -11,7 +11,7 @@ from typing import List
 import pytest
 import torch
 
-from animegan.cli.train import compose_config, resolve_config
+from animegan.cli.compose import compose_config, resolve_config
 
 # A run small enough for a test: 64 synthetic faces, tiny nets, 4 steps per epoch.
 TINY = [
@@ -28,9 +28,9 @@ def tiny_conf(*overrides: str, synthetic: bool = True):
     return resolve_config(compose_config(job), job, os.getcwd())
 
 
-def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False):
+def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False, env=None):
     """Run an installed console script; return the CompletedProcess (text output)."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0")
+    env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0", **(env or {}))
     result = subprocess.run([str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout)
     if check and result.returncode != 0:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import pytest
 
-from animegan.cli.train import compose_config, preflight, resolve_config
+from animegan.cli.compose import compose_config, resolve_config
+from animegan.cli.train import preflight
 from animegan.config import TrainConfig, validate
 from animegan.errors import AnimeganError
 from conftest import run_cli
@@ -216,7 +217,7 @@ def test_dataset_workers_reaches_the_synthetic_renderer(monkeypatch):
 
 
 def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
-    from animegan.cli.train import with_named_overrides
+    from animegan.cli.compose import with_named_overrides
     from animegan.config import to_dict
 
     saved = to_dict(resolve_config(compose_config([]), [], os.getcwd()))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from animegan.cli.train import compose_config, resolve_config
+from animegan.cli.compose import compose_config, resolve_config
 
 ROOT = Path(__file__).parents[1]
 README = ROOT / "README.md"

@@ -29,7 +29,7 @@ REAL_DATA = ["oulu", "nyu", "afg", "gochiusa", "naruto"]  # tied to a dataset: F
 
 def compose(name: str, *overrides: str):
     """The experiment as a user gets it (real dataset, full size) without touching the data."""
-    from animegan.cli.train import compose_config, resolve_config
+    from animegan.cli.compose import compose_config, resolve_config
 
     job = [f"experiment={name}", *overrides]
     return resolve_config(compose_config(job), job, os.getcwd())

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from animegan.cli import prepare as prepare_cli
-from animegan.cli.train import compose_config
+from animegan.cli.compose import compose_config
 from animegan.config import validate
 
 PRESETS = ["anime36k", "animefaces63k", "animefaces21k", "gochiusa", "naruto"]

@@ -105,11 +105,14 @@ class ProcessGroup:
         self._control = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT) \
             if dist.get_backend() != "gloo" else dist.group.WORLD
 
-    def stop(self) -> None:
-        if self.ranks.distributed:
+    def stop(self, clean: bool = True) -> None:
+        """End the group. After a failure (`clean` False) the process just exits: waiting
+        for the others could wait forever, and torchrun stops them when one fails."""
+        if self.ranks.distributed and clean:
             import torch.distributed as dist
 
             if dist.is_initialized():
+                dist.barrier()  # nobody tears the group down while another process still talks to it
                 dist.destroy_process_group()
 
     def average_gradients(self, module: torch.nn.Module) -> None:

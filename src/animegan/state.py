@@ -128,14 +128,32 @@ class CheckpointFiles:
     def __init__(self, run_dir: Path, group: ProcessGroup, keep_every: int = 0, snapshot_every: int = 0):
         self.dir, self.snapshots = Path(run_dir) / "checkpoints", Path(run_dir) / "snapshots"
         self.group, self.keep_every, self.snapshot_every = group, keep_every, snapshot_every
+        self._replicas_checked = False  # logged once per run
 
     def save(self, state: TrainingState, name: str) -> None:
         if state.guard.diverged:
             log.warning("not writing %s: the run is diverged (%s)", name, state.guard.reason)
             return
         contents = state.state_dict()  # every process takes part (random states are gathered)
+        self.check_replicas(state)
         if self.group.ranks.is_main:
             save_checkpoint(contents, self.dir / name)
+
+    def check_replicas(self, state: TrainingState) -> None:
+        """Several processes must hold the same weights (same start, same averaged
+        gradients): a checkpoint is a good time to make sure, for a sum per process."""
+        if not self.group.ranks.distributed:
+            return
+        with torch.no_grad():
+            total = sum(float(p.double().sum()) for net in (state.generator, state.discriminator)
+                        for p in net.parameters())
+        totals = self.group.gather(total)
+        if len(set(totals)) > 1:
+            raise AnimeganError(f"the {len(totals)} processes hold different weights (parameter sums {totals}); "
+                                "the run stops rather than save one of them")
+        if not self._replicas_checked:
+            log.info("all %d processes hold the same weights (parameter sum %.6f)", len(totals), total)
+            self._replicas_checked = True
 
     def save_epoch_extras(self, state: TrainingState) -> None:
         """epoch_XXX.pt and the network snapshot, when the epoch asks for them."""

@@ -40,7 +40,7 @@ def run(argv: List[str]):
     """Compose and check the config, then build or confirm the cache: (TrainConfig, Prepared)."""
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("prepare one dataset and size at a time (no -m sweeps)")
-    from animegan.cli.train import compose_config
+    from animegan.cli.compose import compose_config
     from animegan.config import validate
     from animegan.data.cache import prepare
 

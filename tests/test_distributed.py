@@ -1,0 +1,98 @@
+"""Several processes under torchrun (gloo on the CPU): one run directory written by rank 0
+only, disjoint shards of every batch, the same weights in every process, the same
+training as one process at the same global batch, and an exact resume."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from animegan.augment import DiffAugment
+from animegan.data import ImageBank
+from animegan.distributed import Shard
+from conftest import BIN, TINY, load_state, run_cli
+from test_training import _assert_same_weights, _rows, _tensors
+
+# BatchNorm normalises each process's part of the batch; SyncBatchNorm (CUDA only) would
+# make it global. Without BatchNorm, two processes at batch 2B compute what one does.
+NO_BATCHNORM = ["model.g_batchnorm=false", "model.d_batchnorm=false"]
+
+
+def torchrun(args, cwd: Path, processes: int = 2, check: bool = True) -> subprocess.CompletedProcess:
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    result = subprocess.run([str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={processes}", "-m",
+                             "animegan.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    if check and result.returncode != 0:
+        raise AssertionError(f"torchrun {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+# --- shards (no processes needed) -----------------------------------------------------------------------------------
+
+def test_the_shards_of_a_batch_are_disjoint_and_together_make_the_batch():
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    bank = ImageBank(images, flip=True)
+    order = bank.epoch_order(seed=0, epoch=0)[:16]
+    whole = bank.batch(order, torch.Generator().manual_seed(5))
+    halves = [bank.batch(order, torch.Generator().manual_seed(5), shard=Shard(r, 2)) for r in range(2)]
+    assert all(h.shape[0] == 8 for h in halves)
+    assert torch.equal(torch.cat(halves), whole)  # same images, same flips: the two halves of one batch
+    assert not any(torch.equal(a, b) for a in halves[0] for b in halves[1])  # no image in both
+
+
+def test_random_draws_for_the_global_batch_are_split_not_repeated():
+    x = torch.rand(16, 3, 16, 16)
+    whole = DiffAugment("color,translation,cutout", torch.Generator().manual_seed(1))(x)
+    parts = [DiffAugment("color,translation,cutout", torch.Generator().manual_seed(1), Shard(r, 2))(x[r * 8:(r + 1) * 8])
+             for r in range(2)]
+    assert torch.allclose(torch.cat(parts), whole, atol=1e-6)
+
+
+# --- whole runs under torchrun --------------------------------------------------------------------------------------
+
+def test_two_processes_write_one_run_directory_from_rank_0(tmp_path):
+    result = torchrun([*TINY, "epochs=2"], cwd=tmp_path)
+    runs = list((tmp_path / "outputs").glob("*/*"))
+    assert len(runs) == 1, runs  # both processes agreed on one directory
+    run = runs[0]
+    log = (run / "train.log").read_text()
+    assert log.count("| 2 processes |") == 1  # one writer
+    assert "all 2 processes hold the same weights" in log
+    assert (run / ".hydra" / "config.yaml").is_file() and load_state(run / "checkpoints" / "last.pt")["step"] == 8
+    assert [int(r["step"]) for r in _rows(run)] == list(range(1, 9))  # one metrics row per step, not per process
+    assert result.stdout.count("exported to") == 1
+
+
+def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
+    args = [*TINY, *NO_BATCHNORM, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
+            "train.instance_noise=0.2", "loss.r1_gamma=1.0"]
+    run_cli("animegan-train", [*args, f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path, check=True)
+    torchrun([*args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path)
+    one, two = (load_state(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
+    for net in ("generator", "discriminator"):
+        a, b = _tensors(one[net]), _tensors(two[net])
+        worst = max((a[k] - b[k]).abs().max().item() for k in a)
+        assert worst < 1e-4, (net, worst)  # the same steps; sums in another order only
+    rows_one, rows_two = _rows(tmp_path / "one"), _rows(tmp_path / "two")
+    for r1, r2 in zip(rows_one, rows_two):
+        assert float(r1["loss_D"]) == pytest.approx(float(r2["loss_D"]), abs=1e-4)
+
+
+def test_resume_under_two_processes_is_exact(tmp_path):
+    args = [*TINY, "epochs=2", "train.diffaugment=[translation]"]
+    torchrun([*args, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)
+    torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path / 'split'}"], cwd=tmp_path)
+    torchrun([f"resume={tmp_path / 'split' / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=tmp_path)
+    _assert_same_weights(tmp_path / "straight" / "checkpoints" / "last.pt", tmp_path / "split" / "checkpoints" / "last.pt")
+    assert _rows(tmp_path / "straight") == _rows(tmp_path / "split")
+
+
+def test_a_global_batch_that_does_not_split_evenly_is_one_line(tmp_path):
+    result = torchrun([*TINY, "batch_size=15", "dataset.num_images=64"], cwd=tmp_path, check=False)
+    assert result.returncode != 0
+    assert "batch_size=15 is the global batch and must split evenly over the 2 processes" in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout
