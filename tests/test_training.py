@@ -167,7 +167,7 @@ def test_resume_errors_are_one_line(tmp_path):
 
     last = tmp_path / "checkpoints" / "last.pt"
     result = run_cli("animegan-train", [f"resume={last}", "model.ngf=16", f"hydra.run.dir={tmp_path / 'x'}"], cwd=tmp_path)
-    assert result.returncode == 2 and "does not match" in (result.stdout + result.stderr)
+    assert result.returncode == 2 and "weights do not fit the model config" in (result.stdout + result.stderr)
     assert "Traceback" not in result.stdout + result.stderr
 
 

@@ -12,6 +12,7 @@ Both hold only tensors, numbers, strings, lists and dicts, so they load with
 from __future__ import annotations
 
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any, Dict
 
@@ -23,6 +24,13 @@ from animegan.files import atomic_replace
 TRAINING_FORMAT = "animegan-training-state"
 GENERATOR_FORMAT = "animegan-generator"
 FORMAT_VERSION = 1
+# What each format must hold, and of which type, before any of it is used.
+REQUIRED = {
+    TRAINING_FORMAT: {"version": int, "epoch": int, "step": int, "step_in_epoch": int, "generator": dict,
+                      "discriminator": dict, "opt_g": dict, "opt_d": dict, "rng": dict, "fixed_noise": torch.Tensor,
+                      "config": dict},
+    GENERATOR_FORMAT: {"model": dict, "state_dict": dict},
+}
 
 
 def save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
@@ -36,6 +44,7 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise AnimeganError(f"checkpoint not found: {path} (check the path; training writes <run>/checkpoints/last.pt)")
+    _check_archive(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -54,12 +63,36 @@ def load_checkpoint(path: Path) -> Dict[str, Any]:
             f"{path} is a PyTorch file but not an animegan checkpoint (no animegan 'format' field); "
             "use a last.pt or generator.pt written by animegan-train"
         )
-    if int(obj.get("version", 0)) > FORMAT_VERSION:
+    version = obj.get("version", 0)
+    if isinstance(version, int) and version > FORMAT_VERSION:
         raise AnimeganError(
             f"{path} has checkpoint format version {obj['version']}, newer than this animegan "
             f"understands ({FORMAT_VERSION}); upgrade animegan"
         )
+    missing = [k for k, kind in REQUIRED[fmt].items() if not isinstance(obj.get(k), kind)]
+    if missing:
+        raise AnimeganError(f"{path} says it is an animegan checkpoint but lacks {', '.join(missing)} (or holds "
+                            "something else there); it was not written by animegan, or was damaged")
     return obj
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse what torch.load would read without a bound on memory. A checkpoint is a zip
+    archive of stored (uncompressed) records: torch checks each tensor against its
+    record's size, which the file's size bounds. Compressed records are accepted by
+    torch.load too, and a small compressed file can expand to any size; animegan never
+    writes them. (Files of other kinds fail the zip test and get their own message.)"""
+    if not zipfile.is_zipfile(path):
+        return
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise AnimeganError(f"{path} is not a readable PyTorch checkpoint (a damaged archive: {exc})") from None
+    size = path.stat().st_size
+    if any(e.compress_type != zipfile.ZIP_STORED for e in entries) or sum(e.file_size for e in entries) > size:
+        raise AnimeganError(f"{path} holds compressed records, which animegan never writes and which could expand "
+                            "without bound; it is not loaded")
 
 
 def load_training_state(path: Path) -> Dict[str, Any]:

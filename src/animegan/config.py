@@ -25,6 +25,15 @@ AUGMENTS = ("color", "translation", "cutout")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # cuda:N picks one of several GPUs
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRISTATE = ("auto", "true", "false")
+# Bounds that keep memory and time finite whatever a config says (a typo of 10^6 for 10^2
+# should be one line, not an out-of-memory kill minutes later).
+MAX_BATCH = 65536
+MAX_SEED = 2**32 - 1
+MAX_WIDTH = 4096  # nz, ngf, ndf
+MAX_PARAMETERS = 500_000_000  # per network: 2 GB of fp32 weights, 8 GB with Adam's moments
+MAX_SYNTHETIC_BYTES = 8 * 2**30  # the synthetic faces live in memory as uint8
+MAX_SAMPLES = 1024  # images in one grid
+MAX_EVAL_IMAGES = 1_000_000
 
 
 @dataclass
@@ -227,8 +236,8 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
 def _check_values(c: TrainConfig) -> None:
     ge1 = "must be an integer >= 1"
     _require(c.epochs >= 1, "epochs", c.epochs, ge1)
-    _require(c.batch_size >= 1, "batch_size", c.batch_size, ge1)
-    _require(c.seed >= 0, "seed", c.seed, "must be an integer >= 0")
+    _require(1 <= c.batch_size <= MAX_BATCH, "batch_size", c.batch_size, f"must be an integer from 1 to {MAX_BATCH}")
+    _require(0 <= c.seed <= MAX_SEED, "seed", c.seed, f"must be an integer from 0 to {MAX_SEED}")
     _require(DEVICE_PATTERN.fullmatch(str(c.device)) is not None, "device", c.device,
              "allowed: auto, cpu, cuda, cuda:N (N: the GPU's index)")
 
@@ -236,6 +245,11 @@ def _check_values(c: TrainConfig) -> None:
     _require(d.kind in DATASET_KINDS, "dataset.kind", d.kind, f"allowed: {', '.join(DATASET_KINDS)}")
     if d.kind == "synthetic":
         _require(d.num_images >= 1, "dataset.num_images", d.num_images, ge1)
+        if c.model.image_size in IMAGE_SIZES:  # (a wrong size is reported below, as the model's)
+            limit = MAX_SYNTHETIC_BYTES // (3 * c.model.image_size**2)
+            _require(d.num_images <= limit, "dataset.num_images", d.num_images,
+                     f"at most {limit} faces of {c.model.image_size} px fit the {MAX_SYNTHETIC_BYTES // 2**30} GiB "
+                     "the synthetic set may take in memory")
     _require(d.workers >= 0, "dataset.workers", d.workers, "must be >= 0 (0: one per CPU core, at most 8)")
     _only_for(d, FOLDER_ONLY, d.kind == "folder", "dataset", "folder datasets (dataset=folder or a preset)")
     _only_for(d, ("num_images",), d.kind == "synthetic", "dataset", "dataset=synthetic")
@@ -254,7 +268,13 @@ def _check_values(c: TrainConfig) -> None:
     sizes = ", ".join(map(str, IMAGE_SIZES))
     _require(m.image_size in IMAGE_SIZES, "model.image_size", m.image_size, f"a DCGAN makes {sizes}")
     for key in ("nz", "ngf", "ndf"):
-        _require(getattr(m, key) >= 1, f"model.{key}", getattr(m, key), ge1)
+        _require(1 <= getattr(m, key) <= MAX_WIDTH, f"model.{key}", getattr(m, key),
+                 f"must be an integer from 1 to {MAX_WIDTH}")
+    for net, count in zip(("generator", "discriminator"), estimated_parameters(m)):
+        _require(count <= MAX_PARAMETERS, "model.ngf" if net == "generator" else "model.ndf",
+                 m.ngf if net == "generator" else m.ndf,
+                 f"the {net} would have {count / 1e6:,.0f}M parameters at {m.image_size} px (at most "
+                 f"{MAX_PARAMETERS // 10**6}M); use a smaller width")
     _require(0.0 <= m.d_dropout < 1.0, "model.d_dropout", m.d_dropout, "must be in [0, 1)")
     _require(0.0 <= m.leaky_slope < 1.0, "model.leaky_slope", m.leaky_slope, "must be in [0, 1)")
     _require(0.0 <= m.g_dropout < 1.0, "model.g_dropout", m.g_dropout, "must be in [0, 1)")
@@ -282,9 +302,9 @@ def _check_values(c: TrainConfig) -> None:
     _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
 
     t = c.train
-    _require(t.d_steps >= 1, "train.d_steps", t.d_steps, ge1)
-    _require(t.g_steps >= 1, "train.g_steps", t.g_steps, ge1)
-    _require(t.log_every >= 1, "train.log_every", t.log_every, ge1)
+    _require(1 <= t.d_steps <= 100, "train.d_steps", t.d_steps, "must be an integer from 1 to 100")
+    _require(1 <= t.g_steps <= 100, "train.g_steps", t.g_steps, "must be an integer from 1 to 100")
+    _require(1 <= t.log_every <= 10000, "train.log_every", t.log_every, "must be an integer from 1 to 10000")
     _require(t.instance_noise >= 0, "train.instance_noise", t.instance_noise, "must be >= 0 (0: off)")
     _require(t.instance_noise_epochs > 0, "train.instance_noise_epochs", t.instance_noise_epochs, "must be > 0")
     _require(0.0 < t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "must be in (0, 1), e.g. 0.999")
@@ -305,7 +325,8 @@ def _check_values(c: TrainConfig) -> None:
 
     out = c.output
     _require(out.sample_every >= 0, "output.sample_every", out.sample_every, "must be >= 0 (0: no grids)")
-    _require(out.n_samples >= 1, "output.n_samples", out.n_samples, ge1)
+    _require(1 <= out.n_samples <= MAX_SAMPLES, "output.n_samples", out.n_samples,
+             f"must be an integer from 1 to {MAX_SAMPLES} (images in one grid)")
     _require(out.nrow >= 1, "output.nrow", out.nrow, ge1)
 
     k = c.checkpoint
@@ -319,7 +340,8 @@ def _check_values(c: TrainConfig) -> None:
 
     e = c.eval
     _require(e.every_n_epochs >= 0, "eval.every_n_epochs", e.every_n_epochs, "must be >= 0 (0: no evaluation while training)")
-    _require(e.n >= 2, "eval.n", e.n, "must be >= 2 generated images (FID needs a covariance; 10000 is usual)")
+    _require(2 <= e.n <= MAX_EVAL_IMAGES, "eval.n", e.n,
+             f"must be 2 to {MAX_EVAL_IMAGES} generated images (FID needs a covariance; 10000 is usual)")
     _require(e.n_real >= 0, "eval.n_real", e.n_real, "must be >= 0 (0: every image of the dataset)")
     _require(e.n_real != 1, "eval.n_real", e.n_real, "must be 0 (all) or >= 2 images")
     _require(e.patience >= 0, "eval.patience", e.patience, "must be >= 0 evaluations (0: never stop early)")
@@ -327,8 +349,8 @@ def _check_values(c: TrainConfig) -> None:
              "extractor name, e.g. inception-v3-compat")
     _require(e.download_timeout > 0, "eval.download_timeout", e.download_timeout, "must be > 0 seconds")
     _require(e.kid_subset_size >= 2, "eval.kid_subset_size", e.kid_subset_size, "must be >= 2 images")
-    _require(e.kid_subsets >= 1, "eval.kid_subsets", e.kid_subsets, ge1)
-    _require(e.batch_size >= 1, "eval.batch_size", e.batch_size, ge1)
+    _require(1 <= e.kid_subsets <= 10000, "eval.kid_subsets", e.kid_subsets, "must be an integer from 1 to 10000")
+    _require(1 <= e.batch_size <= 4096, "eval.batch_size", e.batch_size, "must be an integer from 1 to 4096")
     _require(e.seed >= 0, "eval.seed", e.seed, "must be an integer >= 0")
     if c.logger.tensorboard is not None:
         _require(c.logger.tensorboard.flush_secs >= 1, "logger.tensorboard.flush_secs", c.logger.tensorboard.flush_secs,
@@ -405,3 +427,29 @@ def register_schema() -> None:
     from hydra.core.config_store import ConfigStore
 
     ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+
+
+def estimated_parameters(m: ModelConfig):
+    """(generator, discriminator) weight counts of the DCGAN a model config describes,
+    from the layer shapes alone: checked before anything is built."""
+    stages = max(m.image_size.bit_length() - 3, 1)  # image_size = 4 * 2**stages
+    width = m.ngf * 2 ** (stages - 1)
+    g = m.nz * width * 16
+    for _ in range(stages - 1):
+        g, width = g + width * (width // 2) * 16, width // 2
+    g += width * 3 * 16
+    width, d = m.ndf, 3 * m.ndf * 16
+    for _ in range(stages - 1):
+        d, width = d + width * width * 2 * 16, width * 2
+    return g, d + width * 16
+
+
+def validate_model(model: dict, source: str = "") -> ModelConfig:
+    """A model config read from a checkpoint, checked before a network is built from it
+    (a file from elsewhere may ask for any size)."""
+    try:
+        conf = validate({"model": from_checkpoint({"model": dict(model)})["model"]})
+    except AnimeganError as exc:
+        raise AnimeganError(f"{source}: its model config is refused ({exc})" if source else str(exc)) from None
+    return conf.model
+

@@ -7,3 +7,9 @@ class AnimeganError(Exception):
     The message is one line that says what is wrong and what to do. Entry points print
     it as ``animegan-<cmd>: error: <message>`` and exit with status 2.
     """
+
+
+def one_line(text: str) -> str:
+    """`text` with its control characters written out (\\n, \\r, ...): a path or value the
+    user typed can hold them, and an error message must stay on one line."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in str(text))

@@ -15,7 +15,7 @@ continue the batch order it left.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from animegan.errors import AnimeganError
 
@@ -39,7 +39,30 @@ def is_newest_state(checkpoint: Path, step: int) -> bool:
         return False
     if last.samefile(checkpoint):
         return True
-    return int(load_training_state(last)["step"]) <= step
+    try:
+        return int(load_training_state(last)["step"]) <= step
+    except AnimeganError:  # a damaged last.pt holds nothing newer: the resume replaces it
+        return True
+
+
+def find_newest_state(run_dir: Path) -> Tuple[Optional[Path], List[Tuple[Path, str]]]:
+    """The training state of the highest step in <run_dir>/checkpoints that loads, and the
+    (path, reason) of those that do not."""
+    from animegan.checkpoint import load_training_state
+
+    best: Optional[Tuple[int, int, Path]] = None
+    damaged = []
+    folder = Path(run_dir) / "checkpoints"
+    names = sorted(folder.glob("epoch_*.pt")) + [folder / "best.pt", folder / "last.pt"]
+    for rank, path in enumerate(p for p in names if p.is_file()):
+        try:
+            step = int(load_training_state(path)["step"])
+        except AnimeganError as exc:
+            damaged.append((path, str(exc).split(": ", 1)[-1] if str(path) in str(exc) else str(exc)))
+            continue
+        if best is None or (step, rank) >= best[:2]:  # on a tie, last.pt (listed last) wins
+            best = (step, rank, path)
+    return (best[2] if best else None), damaged
 
 
 def data_order(conf, fingerprint: Optional[str]) -> Dict[str, Any]:

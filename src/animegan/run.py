@@ -32,6 +32,7 @@ from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
 from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
 from animegan.resume import data_order, is_newest_state, run_dir_of
+from animegan.runlock import holding_run_directory, remove_stale_temporaries
 from animegan.sampling import sample
 from animegan.state import CheckpointFiles, TrainingState
 from animegan.step import InstanceNoise, StepParts
@@ -153,6 +154,16 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
                             "its own run directory would overwrite that newer work; leave out hydra.run.dir and the "
                             "resumed run branches into a new directory")
 
+    with holding_run_directory(run_dir, active=group.ranks.is_main):  # one training per run directory
+        return _train(conf, run_dir, device, precision, channels_last, checkpoint, branch, group, show_progress)
+
+
+def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: str, channels_last: bool,
+           checkpoint: Optional[dict], branch: bool, group: ProcessGroup, show_progress: bool) -> RunResult:
+    """The run proper, in a run directory this process holds."""
+    parent_run = run_dir_of(Path(conf.resume)) if branch else None
+    if group.ranks.is_main and (removed := remove_stale_temporaries(run_dir)):
+        log.info("removed %d unfinished temporary file(s) that an interrupted run left in %s", removed, run_dir)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed shapes: let cuDNN pick its fastest kernels
     bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed)
@@ -181,7 +192,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
     out = Outputs(logger, CheckpointFiles(run_dir, group, conf.checkpoint.keep_every, conf.checkpoint.snapshot_every),
                   evaluator)
     try:
-        logger.start(resume_step=state.step, history=parent_run / "metrics.csv" if branch and parent_run else None)
+        logger.start(resume_step=state.step, history=parent_run / "metrics.csv" if parent_run else None)
         if checkpoint is not None and checkpoint["step_in_epoch"] == 0 and state.epoch > 0 \
                 and evaluation_due(conf, state.epoch) and state.fid.last_epoch != state.epoch:
             log.info("the evaluation of epoch %d did not finish before the run stopped; evaluating it now", state.epoch)

@@ -11,6 +11,7 @@ import torch
 
 from animegan.artefacts import to_uint8
 from animegan.checkpoint import generator_weights, load_checkpoint
+from animegan.config import validate_model
 from animegan.errors import AnimeganError
 from animegan.models import Generator, build_generator
 
@@ -24,6 +25,7 @@ def load_generator(path: Path, device: torch.device) -> Generator:
     Checkpoints are loaded onto the CPU first, so one trained on CUDA works anywhere.
     """
     model, weights = generator_weights(load_checkpoint(path))
+    model = validate_model(model, str(path))  # a file from elsewhere may ask for any size: check before building
     try:
         generator = build_generator(model)
         generator.load_state_dict(weights)

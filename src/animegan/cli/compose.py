@@ -20,6 +20,7 @@ from animegan.cli.local_configs import register_local_configs
 from animegan.config import (TrainConfig, describe_omegaconf_error, from_checkpoint, register_schema, validate,
                              with_absolute_paths)
 from animegan.errors import AnimeganError
+from animegan.models.fit import check_weights_fit
 from animegan.resume import check_data_order, data_order, saved_data_order
 
 CONFIG_MODULE = "animegan.configs"
@@ -78,7 +79,7 @@ def compose_config(overrides: List[str], hydra_config: bool = False) -> DictConf
         if group and options:
             raise AnimeganError(f"unknown {group} '{name}'; available: {options}") from None
         raise AnimeganError(str(exc).splitlines()[0]) from None
-    except (HydraException, OmegaConfBaseException) as exc:
+    except (HydraException, OmegaConfBaseException, ValueError, TypeError) as exc:  # Hydra raises all of these
         raise AnimeganError(explain_compose_error(exc)) from None
 
 
@@ -108,9 +109,13 @@ def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str) -> TrainConf
     if not conf.resume:
         return conf
     state = load_training_state(Path(conf.resume))
-    saved = with_named_overrides(state["config"], cfg, overrides)
-    saved.resume, saved.resume_new_order = conf.resume, conf.resume_new_order  # this launch's, never the saved ones
-    resumed = with_absolute_paths(validate(saved), cwd)
+    try:
+        saved = with_named_overrides(state["config"], cfg, overrides)
+        saved.resume, saved.resume_new_order = conf.resume, conf.resume_new_order  # this launch's, never the saved
+        resumed = with_absolute_paths(validate(saved), cwd)
+        check_weights_fit(resumed.model, state)
+    except (AnimeganError, OmegaConfBaseException) as exc:
+        raise AnimeganError(f"{conf.resume}: {exc}") from None
     # batch_size, seed, flip now; the images themselves once the run has loaded them (run_training)
     check_data_order(saved_data_order(state), data_order(resumed, None), resumed.resume_new_order, Path(conf.resume))
     return resumed
@@ -120,8 +125,11 @@ def with_named_overrides(saved: dict, cfg: DictConfig, overrides: List[str]) -> 
     """A checkpoint's config with the keys named on the command line taken from `cfg`
     (the composed config of that command line); every other key keeps its saved value."""
     out = OmegaConf.create(from_checkpoint(saved))
-    for override in overrides:
-        key = override.split("=", 1)[0].lstrip("+~")
-        if key.split(".")[0].split("/")[0] not in NOT_REAPPLIED:
-            OmegaConf.update(out, key, OmegaConf.select(cfg, key), merge=False)
+    try:
+        for override in overrides:
+            key = override.split("=", 1)[0].lstrip("+~")
+            if key.split(".")[0].split("/")[0] not in NOT_REAPPLIED:
+                OmegaConf.update(out, key, OmegaConf.select(cfg, key), merge=False)
+    except OmegaConfBaseException as exc:  # e.g. ${oc.env:UNSET} named on the command line
+        raise AnimeganError(describe_omegaconf_error(exc)) from None
     return out

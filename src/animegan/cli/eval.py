@@ -10,25 +10,24 @@ With a checkpoint, its own config is the base (dataset, seed, eval settings), as
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
-from pathlib import Path
 
-from animegan.cli import fail
+from animegan.cli import OneLineParser, one_line_errors, path_argument
+from animegan.config import MAX_EVAL_IMAGES
 from animegan.errors import AnimeganError
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="animegan-eval", description="FID/KID of a trained animegan generator.",
+    p = OneLineParser(prog="animegan-eval", description="FID/KID of a trained animegan generator.",
                                 epilog="Overrides: dataset=NAME, dataset.root=PATH, eval.inception_weights=PATH, "
                                        "eval.n_real=N, ... (see configs/train.yaml, section eval)")
     p.add_argument("--ckpt", help="generator.pt, last.pt or best.pt; a bare name is also looked up in ./checkpoints/")
     p.add_argument("--n", type=int, default=None,
                    help="generated images (default: eval.n: the checkpoint's, else 10000)")
     p.add_argument("--ref", action="store_true", help="only compute and cache the dataset's reference features")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=path_argument("--out", ".json"), default=None,
                    help="JSON file for the result and its protocol (default: beside the checkpoint)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("overrides", nargs="*", help="config overrides, e.g. dataset=anime36k eval.n_real=20000")
@@ -37,10 +36,8 @@ def parse_args(argv):
 
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with one_line_errors("animegan-eval"):
         run(args)
-    except AnimeganError as exc:
-        fail("animegan-eval", exc)
 
 
 def eval_config(overrides, checkpoint_config=None):
@@ -64,14 +61,17 @@ def run(args) -> None:
     started = time.perf_counter()
     if not args.ckpt and not args.ref:
         raise AnimeganError("give --ckpt PATH to evaluate a generator, or --ref to only cache a dataset's statistics")
-    if args.n is not None and args.n < 2:
-        raise AnimeganError("--n must be >= 2 (FID needs a covariance; 10000 is usual)")
+    if args.n is not None and not 2 <= args.n <= MAX_EVAL_IMAGES:
+        raise AnimeganError(f"--n must be 2 to {MAX_EVAL_IMAGES:,} (FID needs a covariance; 10000 is usual)")
     from animegan.checkpoint import load_checkpoint
     from animegan.cli.sample import resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(args.ckpt) if args.ckpt else None
     ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
-    conf = eval_config(args.overrides, ckpt.get("config") if ckpt else None)
+    try:
+        conf = eval_config(args.overrides, ckpt.get("config") if ckpt else None)
+    except AnimeganError as exc:
+        raise AnimeganError(f"{ckpt_path}: {exc}" if ckpt_path else str(exc)) from None
 
     from animegan import fidelity
     from animegan.data import build_image_bank
@@ -83,6 +83,7 @@ def run(args) -> None:
         from animegan.malloc_tuning import keep_freed_memory
 
         keep_freed_memory()  # Inception on the CPU: reused buffers instead of page faults (see benchmarks)
+    generator = load_generator(ckpt_path, device) if ckpt is not None else None  # a bad file fails before any work
     extractor = fidelity.build_extractor(conf.eval, device, progress=True)  # weights first: offline fails at once
     bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed)
     reference = fidelity.reference_features(bank.images, extractor, conf.eval, conf.dataset.name)
@@ -91,7 +92,6 @@ def run(args) -> None:
               f"{bank.image_size}px, {extractor.name} ({time.perf_counter() - started:.1f}s)")
         return
     n = args.n or conf.eval.n
-    generator = load_generator(ckpt_path, device)
     result = fidelity.evaluate(generator, reference, extractor, conf.eval, n)
     if "state_dict" in ckpt:  # a generator export holds whatever the run showed (the EMA with train.ema)
         weights = "export (EMA)" if ckpt.get("config", {}).get("train", {}).get("ema") else "export"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import sys
 from typing import List, Optional
 
-from animegan.cli import fail
+from animegan.cli import one_line_errors
 from animegan.errors import AnimeganError
 
 COMMAND = "animegan-prepare"
@@ -27,9 +27,8 @@ def main(argv: Optional[List[str]] = None) -> None:
         print(__doc__.strip())
         return
     try:
-        conf, prepared = run(argv)
-    except AnimeganError as exc:
-        fail(COMMAND, exc)
+        with one_line_errors(COMMAND):
+            conf, prepared = run(argv)
     except KeyboardInterrupt:
         print(f"{COMMAND}: interrupted; no cache was written", file=sys.stderr)
         raise SystemExit(130)

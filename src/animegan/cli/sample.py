@@ -3,28 +3,31 @@ between them (`--interpolate K`: a PNG grid and an animated GIF)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
-from animegan.cli import fail
+from animegan.cli import OneLineParser, one_line_errors, path_argument
 from animegan.errors import AnimeganError
 
 MAX_GRID = 1024  # images in one grid PNG; more are only written one file each (bounded memory)
+MAX_IMAGES = 1_000_000  # with --save-individual: a million PNG files is already ~10 GB
+MAX_BATCH = 4096
+MAX_SEED = 2**32 - 1
+MIN_TRUNCATION = 0.05  # below, redrawing latents until every |z| fits takes ever longer
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="animegan-sample", description="Draw new faces from a trained animegan generator.")
+    p = OneLineParser(prog="animegan-sample", description="Draw new faces from a trained animegan generator.")
     p.add_argument("--ckpt", required=True,
                    help="generator.pt or a training checkpoint (last.pt); a bare name is also looked up in ./checkpoints/")
     p.add_argument("--n", type=int, default=None,
                    help="number of images (default 64); with --interpolate the number of key faces (default 8)")
-    p.add_argument("--out", type=Path, default=None,
+    p.add_argument("--out", type=path_argument("--out", ".png"), default=None,
                    help="PNG grid to write (default: beside the checkpoint, <name>-n<N>-seed<S>.png)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same faces")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square-ish)")
-    p.add_argument("--save-individual", type=Path, default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
+    p.add_argument("--save-individual", type=path_argument("--save-individual"), default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu, cuda or cuda:N")
     p.add_argument("--batch", type=int, default=256, help="images generated at a time (bounds memory)")
     p.add_argument("--truncation", type=float, default=None, metavar="T",
@@ -47,23 +50,23 @@ def resolve_checkpoint(name: str) -> Path:
 
 def main(argv=None) -> None:
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    try:
+    with one_line_errors("animegan-sample"):
         run(args)
-    except AnimeganError as exc:
-        fail("animegan-sample", exc)
 
 
 def run(args) -> None:
     started = time.perf_counter()
     if args.n is None:
         args.n = 8 if args.interpolate else 64
-    if args.n < 1 or args.batch < 1 or (args.nrow is not None and args.nrow < 1):
-        raise AnimeganError("--n, --batch and --nrow must be >= 1")
-    if args.truncation is not None and args.truncation <= 0:
-        raise AnimeganError("--truncation must be > 0 (e.g. 1.0)")
+    if not (1 <= args.n <= MAX_IMAGES and 1 <= args.batch <= MAX_BATCH and 1 <= (args.nrow or 1) <= MAX_GRID):
+        raise AnimeganError(f"--n must be 1 to {MAX_IMAGES:,}, --batch 1 to {MAX_BATCH}, --nrow 1 to {MAX_GRID}")
+    if not 0 <= args.seed <= MAX_SEED:
+        raise AnimeganError(f"--seed must be 0 to {MAX_SEED}")
+    if args.truncation is not None and not args.truncation >= MIN_TRUNCATION:  # also refuses nan
+        raise AnimeganError(f"--truncation must be a number >= {MIN_TRUNCATION} (e.g. 1.0)")
     if args.interpolate is not None:
-        if args.interpolate < 1 or args.frame_ms < 1:
-            raise AnimeganError("--interpolate and --frame-ms must be >= 1")
+        if not (1 <= args.interpolate <= MAX_GRID and 1 <= args.frame_ms <= 60_000):
+            raise AnimeganError(f"--interpolate must be 1 to {MAX_GRID} and --frame-ms 1 to 60000")
         if args.n < 2:
             raise AnimeganError("--interpolate needs --n >= 2 key faces")
         if args.n * (args.interpolate + 1) > MAX_GRID:

@@ -27,9 +27,10 @@ from animegan.cli.compose import compose_config, resolve_config, sweep_jobs
 from animegan.cli.local_configs import register_local_configs
 from animegan.cli.sweep_report import JOB_STATUS
 from animegan.config import register_schema
-from animegan.errors import AnimeganError
+from animegan.errors import AnimeganError, one_line
 from animegan.files import atomic_replace
-from animegan.resume import is_newest_state, run_dir_of
+from animegan.resume import find_newest_state, is_newest_state, run_dir_of
+from animegan.runlock import lock_run_directory
 
 MAX_CHECKED_SWEEP_JOBS = 256
 
@@ -39,21 +40,24 @@ def main() -> None:
     register_local_configs()
     register_schema()
     try:
-        extra = preflight(argv, os.getcwd())
+        argv = preflight(argv, os.getcwd())
+        run_dir = given_run_dir(argv, os.getcwd())
+        if run_dir is not None and "-m" not in argv and not torchrun_environment(os.environ):
+            lock_run_directory(run_dir)  # before Hydra writes its files there
     except AnimeganError as exc:
         fail("animegan-train", exc)
     if not torchrun_environment(os.environ):
-        sys.argv = [sys.argv[0], *argv, *extra]
+        sys.argv = [sys.argv[0], *argv]
         _hydra_main()
         return
     from animegan.distributed import ProcessGroup, Ranks  # torch: kept off the --help path
 
     ranks = Ranks.from_environment(os.environ)
     try:
-        extra += one_run_directory(argv, extra, ranks)
+        argv = [*argv, *one_run_directory(argv, ranks)]
     except AnimeganError as exc:
         fail("animegan-train", exc)
-    sys.argv = [sys.argv[0], *argv, *extra]
+    sys.argv = [sys.argv[0], *argv]
     finished = False
     try:
         _hydra_main()
@@ -85,11 +89,12 @@ def _hydra_main(cfg: DictConfig) -> Optional[float]:
         if in_sweep:
             write_job_status(run_dir, overrides, "interrupted", str(exc))
         raise SystemExit(exc.exit_status)  # a signal ends a sweep too: the cluster wants the node back
-    except AnimeganError as exc:
-        log.error("%s", exc)
+    except (AnimeganError, OSError) as exc:  # OSError: a full disk, a folder that vanished, no permission
+        message = one_line(exc if isinstance(exc, AnimeganError) else f"{exc.strerror or exc} ({exc.filename or ''})")
+        log.error("%s", message)
         if not in_sweep:
             raise SystemExit(2)
-        write_job_status(run_dir, overrides, "failed", str(exc))
+        write_job_status(run_dir, overrides, "failed", message)
         return float("nan")
     except Exception as exc:  # a bug: the whole traceback goes to this job's log, the sweep goes on
         if not in_sweep:
@@ -122,7 +127,7 @@ def torchrun_environment(env) -> bool:
     return int(env.get("WORLD_SIZE", 1)) > 1 and "MASTER_ADDR" in env
 
 
-def one_run_directory(argv: List[str], extra: List[str], ranks) -> List[str]:
+def one_run_directory(argv: List[str], ranks) -> List[str]:
     """Under torchrun every process would make its own time-stamped run directory: rank 0
     chooses one and tells the others. Only rank 0 writes Hydra's files and train.log.
     Also starts the processes' group (NCCL on CUDA, gloo on the CPU)."""
@@ -132,8 +137,7 @@ def one_run_directory(argv: List[str], extra: List[str], ranks) -> List[str]:
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("a sweep (-m) runs its jobs one after another; under torchrun start each job on its own")
     composed = compose_config(argv, hydra_config=True)
-    given = [a.split("=", 1)[1].strip("'\"") for a in [*argv, *extra] if a.startswith("hydra.run.dir=")]
-    run_dir = given[-1] if given else OmegaConf.select(composed, "hydra.run.dir")
+    run_dir = given_run_dir(argv, os.getcwd()) or OmegaConf.select(composed, "hydra.run.dir")
     group = ProcessGroup(ranks)
     group.start(select_device(str(composed.device)).type)
     run_dir = group.broadcast(os.path.abspath(run_dir) if ranks.is_main else None)
@@ -143,11 +147,13 @@ def one_run_directory(argv: List[str], extra: List[str], ranks) -> List[str]:
 
 def preflight(argv: List[str], cwd: str) -> List[str]:
     """Validate every job the command line describes (each combination of a sweep, the
-    sweeper's YAML params included); return extra Hydra overrides."""
+    sweeper's YAML params included); return the arguments Hydra gets (resume=auto made
+    concrete, the run directory of an in-place resume added)."""
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return []  # --help, --cfg, --info ...: Hydra's own flags, nothing to train
+        return argv  # --help, --cfg, --info ...: Hydra's own flags, nothing to train
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = [a for a in argv if a not in ("-m", "--multirun")]
+    overrides = auto_resume([a for a in argv if a not in ("-m", "--multirun")], cwd)
+    argv = (["-m"] if multirun else []) + overrides
     jobs = sweep_jobs(overrides, multirun)
     if len(jobs) > 1 and not multirun:
         raise AnimeganError("a sweep (a=1,2) needs multirun: add -m, e.g. animegan-train -m optimizer.lr=1e-4,2e-4")
@@ -163,13 +169,56 @@ def preflight(argv: List[str], cwd: str) -> List[str]:
 
         for device in sorted({c.device for c in confs}):
             select_device(device)
-    if multirun or not confs[0].resume or any(a.startswith("hydra.run.dir=") for a in overrides):
-        return []
+    run_dir = given_run_dir(overrides, cwd)
+    if run_dir is not None and not multirun:
+        check_writable(run_dir)
+    if multirun or not confs[0].resume:
+        return argv
     resume = Path(confs[0].resume)
-    if not is_newest_state(resume, int(load_training_state(resume)["step"])):
-        return []  # an older state, or one outside a run directory: the resumed run branches into a new one
-    # Continue in the same run directory; keep its original .hydra/ and record this launch beside it.
-    return [f"hydra.run.dir='{run_dir_of(resume)}'", "hydra.output_subdir=.hydra/resume"]
+    parent = run_dir_of(resume)
+    if run_dir is None:
+        if not is_newest_state(resume, int(load_training_state(resume)["step"])):
+            return argv  # an older state, or one outside a run directory: the resumed run branches into a new one
+        run_dir = parent
+        check_writable(run_dir)
+        argv = [*argv, f"hydra.run.dir='{run_dir}'"]
+    if parent is not None and parent.resolve() == run_dir.resolve():
+        # Continue in the same run directory; keep its original .hydra/ and record this launch beside it.
+        argv = [*argv, "hydra.output_subdir=.hydra/resume"]
+    return argv
+
+
+def auto_resume(overrides: List[str], cwd: str) -> List[str]:
+    """resume=auto: the newest training state in the run directory that loads (a damaged
+    one is skipped and named), or a fresh start when there is none yet; the same command
+    starts a run and restarts it after any crash (what a cluster job script wants)."""
+    if "resume=auto" not in overrides:
+        return overrides
+    run_dir = given_run_dir(overrides, cwd)
+    if run_dir is None:
+        raise AnimeganError("resume=auto looks for the newest checkpoint in a run directory: name it with "
+                            "hydra.run.dir=PATH")
+    newest, damaged = find_newest_state(run_dir)
+    for path, reason in damaged:
+        print(f"animegan-train: skipping {path}: {reason}", file=sys.stderr)
+    rest = [o for o in overrides if o != "resume=auto"]
+    return rest + [f"resume={newest}"] if newest else rest
+
+
+def given_run_dir(overrides: List[str], cwd: str) -> Optional[Path]:
+    values = [o.split("=", 1)[1].strip("'\"") for o in overrides if o.startswith("hydra.run.dir=")]
+    return Path(cwd, values[-1]) if values else None
+
+
+def check_writable(run_dir: Path) -> None:
+    """Before Hydra makes the run directory: can it be made, and written to?"""
+    existing = Path(run_dir).absolute()
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        raise AnimeganError(f"cannot write the run directory {run_dir}: {existing} is "
+                            f"{'not a folder' if not existing.is_dir() else 'not writable'}; choose another "
+                            "hydra.run.dir")
 
 
 def write_job_status(run_dir: Path, overrides: List[str], status: str, error: str = "", result=None) -> None:

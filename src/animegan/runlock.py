@@ -1,0 +1,75 @@
+"""One training per run directory at a time.
+
+A second `animegan-train` pointed at a directory another one is writing to would mix
+two runs' checkpoints and metrics. A training holds an exclusive `flock` on
+<run>/.animegan.lock for as long as it lives; the kernel drops the lock when the process
+ends, however it ends (kill -9 and power cuts included), so a crashed run never leaves a
+stale lock behind. The file itself says who holds it, for the error message.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import time
+from pathlib import Path
+from typing import Dict
+
+from animegan.errors import AnimeganError
+
+LOCK_NAME = ".animegan.lock"
+_held: Dict[Path, int] = {}  # the run directories this process holds, with the open lock file
+
+
+def lock_run_directory(run_dir: Path) -> bool:
+    """Take the run directory for this process, or refuse with one line if another
+    process has it. True when this call took it (False: this process held it already)."""
+    run_dir = Path(run_dir).absolute()
+    if run_dir in _held:
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise AnimeganError(f"another training is writing to {run_dir} ({holder}); wait for it to end, or train "
+                            "into another directory (hydra.run.dir=...)") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    _held[run_dir] = fd
+    return True
+
+
+def release_run_directory(run_dir: Path) -> None:
+    fd = _held.pop(Path(run_dir).absolute(), None)
+    if fd is not None:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def holding_run_directory(run_dir: Path, active: bool = True):
+    """Hold the run directory for the `with` block (and release it after, unless this
+    process held it before). Inactive on the processes that do not write (rank > 0)."""
+    took = active and lock_run_directory(run_dir)
+    try:
+        yield
+    finally:
+        if took:
+            release_run_directory(run_dir)
+
+
+def remove_stale_temporaries(run_dir: Path) -> int:
+    """Delete the temporary files of writes that a killed process never finished
+    (animegan.files.atomic_replace names them .<name>.tmp-<pid>). Only safe while this
+    process holds the run directory: then no one else is writing there."""
+    run_dir = Path(run_dir)
+    stale = [p for folder in (run_dir, run_dir / "checkpoints", run_dir / "snapshots", run_dir / "samples")
+             if folder.is_dir() for p in folder.glob(".*.tmp-*")]
+    for path in stale:
+        path.unlink(missing_ok=True)
+    return len(stale)
