@@ -14,10 +14,39 @@ continue the batch order it left.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
 from animegan.errors import AnimeganError
+
+
+@dataclass
+class ResumePlan:
+    """A resume, decided before anything is written."""
+
+    source: Path  # the training checkpoint
+    state: Dict[str, Any]  # its contents
+    branch: bool  # True: this run continues it in another directory (False: in its own run directory)
+    parent_run: Optional[Path]  # the run directory it was written in, if any
+
+
+def plan_resume(source: Path, run_dir: Path) -> ResumePlan:
+    """Load the checkpoint and decide: continue in place (its own run directory, its newest
+    state) or branch (any other directory). Resuming an older state inside its own run
+    directory is refused: it would overwrite newer work."""
+    from animegan.checkpoint import load_training_state
+
+    source = Path(source)
+    state = load_training_state(source)
+    home = run_dir_of(source)
+    if home is not None and home.resolve() == Path(run_dir).resolve():
+        if not is_newest_state(source, int(state["step"])):
+            raise AnimeganError(f"{source} is older than {home / 'checkpoints' / 'last.pt'}: resuming it inside its "
+                                "own run directory would overwrite that newer work; leave out hydra.run.dir and the "
+                                "resumed run branches into a new directory")
+        return ResumePlan(source, state, False, home)
+    return ResumePlan(source, state, True, home)
 
 
 def run_dir_of(checkpoint: Path) -> Optional[Path]:

@@ -9,6 +9,7 @@ run according to why the loop stopped.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
@@ -16,7 +17,6 @@ from typing import Dict, Optional
 import torch
 
 from animegan.augment import DiffAugment
-from animegan.checkpoint import load_training_state
 from animegan.config import TrainConfig, config_warnings, to_dict
 from animegan.data import build_image_bank
 from animegan.distributed import ProcessGroup, Ranks, local_device
@@ -31,12 +31,12 @@ from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
 from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
-from animegan.resume import data_order, is_newest_state, run_dir_of
+from animegan.resume import ResumePlan, data_order, plan_resume
 from animegan.runlock import holding_run_directory, remove_stale_temporaries
 from animegan.sampling import sample
 from animegan.state import CheckpointFiles, TrainingState
 from animegan.step import InstanceNoise, StepParts
-from animegan.stopping import StopReason, StopRequests, TimeBudget
+from animegan.stopping import StopReason, StopRequests
 
 log = logging.getLogger("animegan")
 
@@ -146,22 +146,14 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
         for warning in config_warnings(conf):
             log.warning("%s", warning)
 
-    checkpoint = load_training_state(Path(conf.resume)) if conf.resume else None
-    parent_run = run_dir_of(Path(conf.resume)) if checkpoint is not None else None
-    branch = checkpoint is not None and (parent_run is None or parent_run.resolve() != run_dir.resolve())
-    if checkpoint is not None and not branch and not is_newest_state(Path(conf.resume), int(checkpoint["step"])):
-        raise AnimeganError(f"{conf.resume} is older than {parent_run / 'checkpoints' / 'last.pt'}: resuming it inside "
-                            "its own run directory would overwrite that newer work; leave out hydra.run.dir and the "
-                            "resumed run branches into a new directory")
-
+    plan = plan_resume(Path(conf.resume), run_dir) if conf.resume else None
     with holding_run_directory(run_dir, active=group.ranks.is_main):  # one training per run directory
-        return _train(conf, run_dir, device, precision, channels_last, checkpoint, branch, group, show_progress)
+        return _train(conf, run_dir, device, precision, channels_last, plan, group, show_progress)
 
 
 def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: str, channels_last: bool,
-           checkpoint: Optional[dict], branch: bool, group: ProcessGroup, show_progress: bool) -> RunResult:
+           plan: Optional[ResumePlan], group: ProcessGroup, show_progress: bool) -> RunResult:
     """The run proper, in a run directory this process holds."""
-    parent_run = run_dir_of(Path(conf.resume)) if branch else None
     if group.ranks.is_main and (removed := remove_stale_temporaries(run_dir)):
         log.info("removed %d unfinished temporary file(s) that an interrupted run left in %s", removed, run_dir)
     if device.type == "cuda":
@@ -174,13 +166,13 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
     evaluator = TrainingEvaluator(conf, bank.images, device) if conf.eval.every_n_epochs and group.ranks.is_main else None
     fade_steps = max(1.0, conf.train.instance_noise_epochs * bank.batches_per_epoch(conf.batch_size))
     state, parts = build_training(conf, device, precision, channels_last, order, fade_steps, group)
-    if checkpoint is not None:
-        state.load_state_dict(checkpoint, source=Path(conf.resume), new_order_allowed=conf.resume_new_order)
-        if branch:
-            state.parent = {"checkpoint": str(Path(conf.resume).absolute()), "step": state.step}
+    if plan is not None:
+        state.load_state_dict(plan.state, source=plan.source, new_order_allowed=conf.resume_new_order)
+        if plan.branch:
+            state.parent = {"checkpoint": str(plan.source.absolute()), "step": state.step}
             log.info("branching from %s (step %d) into %s; the run it came from is left as it is",
-                     conf.resume, state.step, run_dir)
-        log.info("resuming from %s at epoch %d, step %d", conf.resume, state.epoch, state.step)
+                     plan.source, state.step, run_dir)
+        log.info("resuming from %s at epoch %d, step %d", plan.source, state.epoch, state.step)
 
     log.info("device %s, precision %s, channels_last %s%s | %d images %dx%d | G %.2fM params, D %.2fM params",
              device, precision, channels_last, f" | {group.ranks.world} processes" if group.ranks.distributed else "",
@@ -192,20 +184,21 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
     out = Outputs(logger, CheckpointFiles(run_dir, group, conf.checkpoint.keep_every, conf.checkpoint.snapshot_every),
                   evaluator)
     try:
-        logger.start(resume_step=state.step, history=parent_run / "metrics.csv" if parent_run else None)
-        if checkpoint is not None and checkpoint["step_in_epoch"] == 0 and state.epoch > 0 \
+        history = plan.parent_run / "metrics.csv" if plan is not None and plan.branch and plan.parent_run else None
+        logger.start(resume_step=state.step, history=history)
+        if plan is not None and plan.state["step_in_epoch"] == 0 and state.epoch > 0 \
                 and evaluation_due(conf, state.epoch) and state.fid.last_epoch != state.epoch:
             log.info("the evaluation of epoch %d did not finish before the run stopped; evaluating it now", state.epoch)
             evaluate_epoch(state, out)
         if use_compile(conf, device):  # in place: state_dict keys, EMA and checkpoints stay as in eager mode
             state.generator.compile()
             state.discriminator.compile()
-        clock, start_step = TimeBudget(0), state.step
+        started, start_step = time.perf_counter(), state.step
         with StopRequests() as stops:
             reason = train(state, parts, bank, conf, out, stops, channels_last, show_progress)
-        done = state.step - start_step
-        log.info("trained %d steps in %.1fs (%.0f images/s)%s", done, clock.elapsed,
-                 done * conf.batch_size / max(clock.elapsed, 1e-9), f"; stopped: {reason.value}")
+        done, seconds = state.step - start_step, time.perf_counter() - started
+        log.info("trained %d steps in %.1fs (%.0f images/s); stopped: %s", done, seconds,
+                 done * conf.batch_size / max(seconds, 1e-9), reason.value)
         return finish_run(conf, state, reason, out, stops, run_dir)
     finally:
         logger.close()
