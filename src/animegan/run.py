@@ -17,7 +17,8 @@ from typing import Dict, Optional
 import torch
 
 from animegan.augment import DiffAugment
-from animegan.config import TrainConfig, config_warnings, to_dict
+from animegan.config import TrainConfig, to_dict
+from animegan.config_checks import config_warnings
 from animegan.data import build_image_bank
 from animegan.distributed import ProcessGroup, Ranks, local_device
 from animegan.ema import GeneratorEMA

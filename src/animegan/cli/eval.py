@@ -15,7 +15,7 @@ import sys
 import time
 
 from animegan.cli import OneLineParser, one_line_errors, path_argument
-from animegan.config import MAX_EVAL_IMAGES
+from animegan.config_checks import MAX_EVAL_IMAGES
 from animegan.errors import AnimeganError
 
 
