@@ -66,3 +66,15 @@ def test_the_table_lists_every_key_the_default_pairing_changes():
 def test_docs_carry_no_development_machine_paths(doc):
     text = doc.read_text()
     assert not re.search(r"(/work/|/root/|/home/[a-z]|/tmp/[a-z_]+/)", text), doc
+
+
+def test_the_error_the_readme_shows_is_the_one_the_command_prints():
+    from animegan.cli.train import preflight
+    from animegan.errors import AnimeganError
+
+    lines = README.read_text().splitlines()
+    at = next(i for i, line in enumerate(lines) if line.strip() == "$ animegan-train batch_size=0")
+    shown = lines[at + 1].strip()
+    with pytest.raises(AnimeganError) as info:
+        preflight(["batch_size=0"], os.getcwd())
+    assert shown == f"animegan-train: error: {info.value}"
