@@ -9,6 +9,13 @@ import csv
 from conftest import TINY, run_cli
 
 
+def _experiment(tmp_path, name: str, params: str) -> None:
+    """./configs/experiment/<name>.yaml holding a sweep: `params` lines of hydra.sweeper.params."""
+    (tmp_path / "configs" / "experiment").mkdir(parents=True, exist_ok=True)
+    (tmp_path / "configs" / "experiment" / f"{name}.yaml").write_text(
+        f"# @package _global_\nhydra:\n  sweeper:\n    params:\n      {params}\n")
+
+
 def _table(sweep_dir):
     with open(sweep_dir / "multirun.csv", newline="") as f:
         return list(csv.DictReader(f))
@@ -38,9 +45,7 @@ def test_a_failing_job_ends_alone_and_the_sweep_reports_every_job(tmp_path):
 
 
 def test_a_sweep_of_good_jobs_exits_zero_with_its_table(tmp_path):
-    (tmp_path / "configs" / "experiment").mkdir(parents=True)
-    (tmp_path / "configs" / "experiment" / "seeds.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      seed: 1,2\n")
+    _experiment(tmp_path, "seeds", "seed: 1,2")
     sweep = tmp_path / "sweep"
     result = run_cli("animegan-train", ["-m", *TINY, "experiment=seeds", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
@@ -50,9 +55,7 @@ def test_a_sweep_of_good_jobs_exits_zero_with_its_table(tmp_path):
 
 
 def test_sweep_values_in_yaml_are_validated_before_any_job_trains(tmp_path):
-    (tmp_path / "configs" / "experiment").mkdir(parents=True)
-    (tmp_path / "configs" / "experiment" / "bad.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      train.g_steps: 1,0\n")
+    _experiment(tmp_path, "bad", "train.g_steps: 1,0")
     sweep = tmp_path / "sweep"
     result = run_cli("animegan-train", ["-m", *TINY, "experiment=bad", f"hydra.sweep.dir={sweep}"], cwd=tmp_path)
     assert result.returncode == 2
@@ -62,9 +65,7 @@ def test_sweep_values_in_yaml_are_validated_before_any_job_trains(tmp_path):
 
 
 def test_the_command_line_wins_over_the_yaml_sweep_for_the_same_key(tmp_path):
-    (tmp_path / "configs" / "experiment").mkdir(parents=True)
-    (tmp_path / "configs" / "experiment" / "bad.yaml").write_text(
-        "# @package _global_\nhydra:\n  sweeper:\n    params:\n      train.g_steps: 0,1\n")
+    _experiment(tmp_path, "bad", "train.g_steps: 0,1")
     sweep = tmp_path / "sweep"
     # train.g_steps=2 on the command line replaces the YAML's 0,1, as Hydra's basic sweeper does.
     result = run_cli("animegan-train", ["-m", *TINY, "experiment=bad", "train.g_steps=2", f"hydra.sweep.dir={sweep}"],

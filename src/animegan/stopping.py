@@ -22,11 +22,6 @@ class StopReason(enum.Enum):
     FID_PATIENCE = "FID patience"  # eval.patience evaluations without a better FID
     SIGNAL = "signal"  # SIGTERM or Ctrl-C: last.pt written, resume later
 
-    @property
-    def keeps_going_later(self) -> bool:
-        """The run was interrupted rather than ended: its export waits for the resume."""
-        return self is StopReason.SIGNAL
-
 
 class StopRequests:
     """Catches SIGTERM and SIGINT while a run trains (a context manager). `received` is the
@@ -73,7 +68,3 @@ class TimeBudget:
     @property
     def spent(self) -> bool:
         return bool(self.seconds) and time.perf_counter() - self.started >= self.seconds
-
-    @property
-    def elapsed(self) -> float:
-        return time.perf_counter() - self.started
