@@ -15,7 +15,7 @@ GROUPS = {
     "dataset": ["synthetic", "folder", "anime36k"],
     "model": ["dcgan32", "dcgan64", "dcgan128"],
     "optimizer": ["adam", "sgd", "rmsprop"],
-    "loss": ["bce"],
+    "loss": ["bce", "hinge", "lsgan", "wgan_gp", "rpgan"],
 }
 
 
@@ -57,6 +57,11 @@ def test_model_sizes_and_overrides_reach_the_schema():
         ("batch_size=abc", "batch_size"),
         ("optimizer.betas=[0.5]", "optimizer.betas"),
         ("train.g_steps=0", "train.g_steps"),
+        ("train.ema_kimg=0", "train.ema_kimg"),
+        ("train.ema_rampup=1.5", "train.ema_rampup"),
+        ("loss.r2_gamma=-1", "loss.r2_gamma"),
+        ("checkpoint.snapshot_minutes=[5,-1]", "checkpoint.snapshot_minutes"),
+        ("checkpoint.snapshot_minutes=[5,5]", "checkpoint.snapshot_minutes"),
         ("dataset.foo=1", "dataset.foo"),
         ("+colour=red", "colour"),
         ("dataset=nope", "dataset"),
@@ -113,7 +118,8 @@ def test_local_configs_folder_overrides_and_adds_configs(tmp_path, monkeypatch):
 # --- combinations that cannot work, and options that would be ignored ---------------------------------------------
 
 @pytest.mark.parametrize("overrides", [["train.compile=true", "loss=wgan_gp"],
-                                       ["train.compile=true", "loss.r1_gamma=1"]])
+                                       ["train.compile=true", "loss.r1_gamma=1"],
+                                       ["train.compile=true", "loss=rpgan"]])
 def test_compile_with_a_double_backward_is_refused_before_any_work(tmp_path, overrides):
     result = run_cli("animegan-train", overrides, cwd=tmp_path)
     assert result.returncode == 2 and list(tmp_path.iterdir()) == []
@@ -223,6 +229,21 @@ def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
     saved = to_dict(resolve_config(compose_config([]), [], os.getcwd()))
     saved["model"]["name"] = "dcgan64"  # written by animegan before model.name was refused
     assert validate(with_named_overrides(saved, compose_config(["epochs=9"]), ["epochs=9"])).epochs == 9
+
+
+def test_a_saved_config_with_a_fixed_ema_decay_resumes_with_the_same_half_life():
+    import math
+
+    from animegan.cli.compose import with_named_overrides
+    from animegan.config import to_dict
+
+    saved = to_dict(resolve_config(compose_config(["batch_size=64"]), [], os.getcwd()))
+    del saved["train"]["ema_kimg"], saved["train"]["ema_rampup"]
+    saved["train"]["ema_decay"] = 0.999  # written by animegan before the half-life was counted in images
+    conf = validate(with_named_overrides(saved, compose_config([]), []))
+    assert conf.train.ema_rampup == 0.0
+    assert 0.5 ** (64 / (conf.train.ema_kimg * 1000)) == pytest.approx(0.999)  # the same decay per step
+    assert math.isclose(conf.train.ema_kimg, 44.3, rel_tol=1e-3)
 
 
 def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):

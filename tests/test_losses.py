@@ -10,7 +10,7 @@ import torch
 from animegan.errors import AnimeganError
 from animegan.losses import LOSSES, build_loss, gradient_penalty, r1_penalty
 from animegan.run import run_training
-from conftest import tiny_conf
+from conftest import run_steps, tiny_conf
 
 
 def _logits(*values):
@@ -59,8 +59,66 @@ def test_every_loss_gives_scalars_and_gradients_that_push_the_right_way(name):
     # Gradient descent on D's loss raises D on real images and lowers it on fakes.
     assert (real_logits.grad < 0).all() and (fake_logits.grad > 0).all()
     g_logits = _logits(0.2, 0.0, -0.1)
-    loss.generator(g_logits).backward()
+    loss.generator(g_logits, torch.tensor([0.1, -0.2, 0.3])).backward()  # real scores: only rpgan reads them
     assert (g_logits.grad < 0).all()  # G's loss falls as D rates its fakes higher
+
+
+def test_rpgan_values_pair_each_real_with_its_fake():
+    loss = build_loss("rpgan")
+    real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
+    d_loss, rest = loss.discriminator(real, fake)
+    softplus = lambda v: math.log1p(math.exp(v))
+    assert d_loss.item() == pytest.approx((softplus(0 - 1) + softplus(2 - 0)) / 2) and rest.item() == 0
+    assert loss.generator(fake, real).item() == pytest.approx((softplus(1 - 0) + softplus(0 - 2)) / 2)
+    # Pairs, not batch means: swapping the fakes changes the loss, where BCE would not notice.
+    assert loss.discriminator(real, fake.flip(0))[0].item() != pytest.approx(d_loss.item())
+    assert loss.relativistic and not build_loss("bce").relativistic
+    with pytest.raises(ValueError, match="real images"):
+        loss.generator(fake)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_rpgan_works_on_bf16_logits_in_fp32(dtype):
+    loss = build_loss("rpgan")
+    real = torch.tensor([0.5, -1.0], dtype=dtype, requires_grad=True)
+    fake = torch.tensor([0.25, 1.0], dtype=dtype, requires_grad=True)
+    d_loss, _ = loss.discriminator(real, fake)
+    assert d_loss.dtype == torch.float32
+    d_loss.backward()
+    assert real.grad.dtype == dtype and (real.grad < 0).all() and (fake.grad > 0).all()
+
+
+class _ConstantG(torch.nn.Module):
+    """G(z) = 0 for every z (with one parameter, so that G has something to train)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        return self.scale * torch.ones(z.shape[0], 3, 4, 4)
+
+
+@pytest.mark.parametrize("r1,r2", [(0.0, 0.0), (2.0, 0.0), (0.0, 3.0), (2.0, 3.0)])
+def test_rpgan_step_with_r1_and_r2_is_the_closed_form(r1, r2):
+    """A linear D(x) = <w, x> on identical real images c and fakes 0: D's loss is
+    softplus(<w, 0> - <w, c>) + (r1 + r2) / 2 * |w|^2, since grad_x D = w for real and fake alike."""
+    from animegan.precision import LossScaling
+    from animegan.step import StepParts
+
+    w = torch.randn(3, 4, 4, generator=torch.Generator().manual_seed(0))
+    d, g = _LinearD(w.clone()), _ConstantG()
+    images = torch.full((8, 3, 4, 4), 191, dtype=torch.uint8)  # c = 191 * 2 / 255 - 1 everywhere
+    c = 191 * 2 / 255 - 1
+    parts = StepParts(g, d, torch.optim.SGD(g.parameters(), lr=0.0), torch.optim.SGD(d.parameters(), lr=0.0),
+                      build_loss("rpgan"), LossScaling(torch.device("cpu"), False), torch.Generator().manual_seed(1),
+                      nz=2, r1_gamma=r1, r2_gamma=r2)
+    rows = run_steps(parts, images, 4, flip=False).tolist()
+    softplus = lambda v: math.log1p(math.exp(v))
+    expected_d = softplus(-c * w.sum().item()) + (r1 + r2) / 2 * w.pow(2).sum().item()
+    expected_g = softplus(c * w.sum().item())
+    for row in rows:
+        assert row[0] == pytest.approx(expected_d, rel=1e-5) and row[1] == pytest.approx(expected_g, rel=1e-5)
 
 
 def test_unknown_loss_is_refused():
@@ -113,6 +171,7 @@ def test_r1_penalty_of_a_linear_d_is_the_squared_weight_norm():
 @pytest.mark.parametrize("overrides", [
     ["loss=hinge"], ["loss=lsgan", "loss.real_label=0.9"], ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false"],
     ["loss=bce", "loss.r1_gamma=1.0", "loss.r1_every=2"],
+    ["loss=rpgan", "model.d_batchnorm=false"], ["loss=rpgan", "loss.r1_gamma=0.5", "loss.r2_gamma=0", "loss.r1_every=2"],
 ])
 def test_each_loss_trains_a_few_steps(tmp_path, overrides):
     run_training(tiny_conf(*overrides), tmp_path, show_progress=False)

@@ -15,13 +15,13 @@ from animegan.run import run_training
 from conftest import load_state, tiny_conf
 from test_training import _rows, _tensors
 
-LOSSES = ["bce", "hinge", "wgan_gp", "lsgan"]
+LOSSES = ["bce", "hinge", "wgan_gp", "lsgan", "rpgan"]
 STABILISERS = {
     "r1": ["loss.r1_gamma=1.0"],
     "diffaugment": ["train.diffaugment=[color,translation,cutout]"],
     "spectral_norm": ["model.d_spectral_norm=true", "model.g_spectral_norm=true", "model.d_batchnorm=false"],
     "minibatch_std": ["model.minibatch_std=true"],
-    "ema": ["train.ema=true", "train.ema_decay=0.9"],
+    "ema": ["train.ema=true", "train.ema_kimg=0.05"],
     "instance_noise": ["train.instance_noise=0.2"],
 }
 # 32 images of 32 px in batches of 16: two steps per epoch. WGAN-GP's five critic steps

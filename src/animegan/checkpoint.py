@@ -103,8 +103,9 @@ def load_training_state(path: Path) -> Dict[str, Any]:
     return state
 
 
-def generator_export(generator, model_config: dict, *, epochs: int, config: dict) -> Dict[str, Any]:
-    """Generator weights (fp32, CPU, contiguous) plus what is needed to rebuild it."""
+def generator_export(generator, model_config: dict, *, epochs: int, config: dict, step: int) -> Dict[str, Any]:
+    """Generator weights (fp32, CPU, contiguous) plus what is needed to rebuild it, and
+    where in training it was taken."""
     weights = {k: v.detach().float().cpu().contiguous() if v.is_floating_point() else v.cpu()
                for k, v in generator.state_dict().items()}
     return {
@@ -113,6 +114,7 @@ def generator_export(generator, model_config: dict, *, epochs: int, config: dict
         "model": dict(model_config),
         "state_dict": weights,
         "epochs": epochs,
+        "step": step,
         "config": config,
     }
 

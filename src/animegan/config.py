@@ -76,7 +76,8 @@ class LossConfig:
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing (bce, lsgan; others ignore it)
     gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty (refused for the other losses)
     r1_gamma: float = 0.0  # R1 penalty gamma/2 * E|grad D(x)|^2 on real images (0: off); any loss
-    r1_every: int = 1  # lazy R1: apply it every N steps, scaled by N
+    r1_every: int = 1  # lazy R1 (and R2): apply it every N steps, scaled by N
+    r2_gamma: float = 0.0  # R2 penalty gamma/2 * E|grad D(G(z))|^2 on fake images (0: off); any loss
 
 
 @dataclass
@@ -91,7 +92,8 @@ class LoopConfig:
     compile: str = "auto"  # torch.compile G and D: auto | true | false (auto: off, see run.use_compile)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
     ema: bool = False  # keep an exponential moving average of G's weights for grids and the export
-    ema_decay: float = 0.999
+    ema_kimg: float = 10.0  # half-life of the average in thousands of images ...
+    ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far (0: no ramp)
     diffaugment: List[str] = field(default_factory=list)  # DiffAugment on D's inputs: [color, translation, cutout] ([]: off)
     guard: str = "warn"  # divergence guard: off | warn | stop (NaN/inf losses or D ~0 while G explodes)
     guard_patience: int = 100  # collapse = this many consecutive steps with both conditions below
@@ -112,6 +114,7 @@ class CheckpointConfig:
     keep_every: int = 0  # also keep the full training state as epoch_XXX.pt every N epochs (0: off)
     every_n_steps: int = 0  # refresh last.pt every N steps inside an epoch (0: only at epoch ends)
     snapshot_every: int = 5  # snapshots/generator-epoch_XXX.pt (the shown generator only) every N epochs (0: off)
+    snapshot_minutes: List[float] = field(default_factory=list)  # ... and at these minutes of training: generator-5min.pt
     export: str = "generator.pt"
 
 
@@ -214,8 +217,15 @@ def from_checkpoint(saved: dict) -> dict:
     versions wrote and this one no longer has are dropped."""
     import copy
 
+    import math
+
     saved = copy.deepcopy(saved)
     saved.get("model", {}).pop("name", None)  # the model group's name: never used, now refused
+    train = saved.get("train", {})
+    if "ema_decay" in train:  # a fixed decay per G step: the same half-life, counted in images, without a ramp
+        decay = float(train.pop("ema_decay"))
+        train["ema_kimg"] = math.log(0.5) / math.log(decay) * int(saved.get("batch_size", 128)) / 1000
+        train["ema_rampup"] = 0.0
     return saved
 
 

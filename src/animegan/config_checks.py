@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 IMAGE_SIZES = (16, 32, 64, 128, 256)  # powers of two a DCGAN stack can make from 4x4
 DATASET_KINDS = ("synthetic", "folder")
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
-LOSSES = ("bce", "hinge", "wgan_gp", "lsgan")
+LOSSES = ("bce", "hinge", "wgan_gp", "lsgan", "rpgan")
 GUARDS = ("off", "warn", "stop")
 AUGMENTS = ("color", "translation", "cutout")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # cuda:N picks one of several GPUs
@@ -107,6 +107,7 @@ def check_values(c: TrainConfig) -> None:
     _only_for(c.loss, ("gp_weight",), c.loss.name == "wgan_gp", "loss", "loss=wgan_gp")
     _require(c.loss.r1_gamma >= 0, "loss.r1_gamma", c.loss.r1_gamma, "must be >= 0 (0: off)")
     _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
+    _require(c.loss.r2_gamma >= 0, "loss.r2_gamma", c.loss.r2_gamma, "must be >= 0 (0: off)")
 
     t = c.train
     _require(1 <= t.d_steps <= 100, "train.d_steps", t.d_steps, "must be an integer from 1 to 100")
@@ -114,7 +115,9 @@ def check_values(c: TrainConfig) -> None:
     _require(1 <= t.log_every <= 10000, "train.log_every", t.log_every, "must be an integer from 1 to 10000")
     _require(t.instance_noise >= 0, "train.instance_noise", t.instance_noise, "must be >= 0 (0: off)")
     _require(t.instance_noise_epochs > 0, "train.instance_noise_epochs", t.instance_noise_epochs, "must be > 0")
-    _require(0.0 < t.ema_decay < 1.0, "train.ema_decay", t.ema_decay, "must be in (0, 1), e.g. 0.999")
+    _require(t.ema_kimg > 0, "train.ema_kimg", t.ema_kimg, "must be > 0 thousand images, e.g. 10")
+    _require(0.0 <= t.ema_rampup <= 1.0, "train.ema_rampup", t.ema_rampup,
+             "must be in [0, 1]: the half-life is at most this fraction of the images seen (0: no ramp), e.g. 0.05")
     _require(all(p in AUGMENTS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
              "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTS)} ([]: off), "
              "e.g. train.diffaugment=[color,translation,cutout]")
@@ -127,7 +130,8 @@ def check_values(c: TrainConfig) -> None:
     )
     _require(str(t.compile).lower() in TRISTATE, "train.compile", t.compile, "allowed: auto, true, false")
     if str(t.compile).lower() == "true" and double_backward(c):
-        raise AnimeganError("train.compile=true cannot train with a gradient penalty (loss=wgan_gp or loss.r1_gamma > 0): "
+        raise AnimeganError("train.compile=true cannot train with a gradient penalty (loss=wgan_gp, loss.r1_gamma or "
+                            "loss.r2_gamma > 0): "
                             "torch.compile does not differentiate twice; use train.compile=false")
 
     out = c.output
@@ -140,6 +144,9 @@ def check_values(c: TrainConfig) -> None:
     _require(k.keep_every >= 0, "checkpoint.keep_every", k.keep_every, "must be >= 0 (0: off)")
     _require(k.every_n_steps >= 0, "checkpoint.every_n_steps", k.every_n_steps, "must be >= 0 (0: off)")
     _require(k.snapshot_every >= 0, "checkpoint.snapshot_every", k.snapshot_every, "must be >= 0 (0: off)")
+    _require(all(m > 0 for m in k.snapshot_minutes) and len(set(k.snapshot_minutes)) == len(k.snapshot_minutes),
+             "checkpoint.snapshot_minutes", list(k.snapshot_minutes), "a list of distinct minutes > 0, e.g. [5,15,30] "
+             "([]: off)")
     _require(
         bool(k.export) and "/" not in k.export and k.export.endswith(".pt"),
         "checkpoint.export", k.export, "a file name ending in .pt (written in <run>/checkpoints/)",
@@ -183,14 +190,14 @@ def _only_for(section: Any, keys, applies: bool, prefix: str, where: str) -> Non
 
 def double_backward(c: TrainConfig) -> bool:
     """True when D's loss differentiates D's gradient (WGAN-GP's penalty, R1)."""
-    return c.loss.name == "wgan_gp" or c.loss.r1_gamma > 0
+    return c.loss.name == "wgan_gp" or c.loss.r1_gamma > 0 or c.loss.r2_gamma > 0
 
 
 def config_warnings(c: TrainConfig) -> List[str]:
     """Combinations that run but probably not as meant; logged when a run starts."""
     out = []
     if double_backward(c) and c.model.d_batchnorm:
-        out.append("a gradient penalty (wgan_gp or R1) with BatchNorm in D: the penalty is per sample, but BatchNorm "
+        out.append("a gradient penalty (wgan_gp, R1 or R2) with BatchNorm in D: the penalty is per sample, but BatchNorm "
                    "mixes the samples of a batch; set model.d_batchnorm=false")
     return out
 

@@ -56,19 +56,20 @@ def train(state: TrainingState, parts: StepParts, bank: ImageBank, conf: TrainCo
             window.add(gan_step(parts, real, state.step), batch_size)
             state.step, state.step_in_epoch = state.step + 1, state.step_in_epoch + 1
             if len(window) >= conf.train.log_every or b + 1 == n_batches:
-                reason = log_window(window, state, out.logger, budget, bar)
+                reason = log_window(window, state, out.logger, out.checkpoints, budget, bar)
             if reason is None and group.any(stops.received is not None):
                 reason = StopReason.SIGNAL
             if reason is not None:
                 break
             if conf.checkpoint.every_n_steps and state.step % conf.checkpoint.every_n_steps == 0 and b + 1 < n_batches:
-                log_window(window, state, out.logger, budget, bar)  # metrics.csv must not lag behind last.pt
+                # metrics.csv must not lag behind last.pt
+                log_window(window, state, out.logger, out.checkpoints, budget, bar)
                 out.checkpoints.save(state, "last.pt")
         bar.close()
         if reason is StopReason.DIVERGED:
             return reason  # nothing of a broken state is kept: last.pt holds the last good one
         if state.step_in_epoch < n_batches:  # stopped inside the epoch
-            log_window(window, state, out.logger, budget, bar)
+            log_window(window, state, out.logger, out.checkpoints, budget, bar)
             out.checkpoints.save(state, "last.pt")
             return reason
 
@@ -123,15 +124,17 @@ class MetricsWindow:
         return rate
 
 
-def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, budget: TimeBudget,
-               bar: tqdm) -> Optional[StopReason]:
-    """Read, log and check the window's metrics; the reason to stop, if there is one."""
+def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, checkpoints: CheckpointFiles,
+               budget: TimeBudget, bar: tqdm) -> Optional[StopReason]:
+    """Read, log and check the window's metrics (and take the snapshots whose minute has
+    come); the reason to stop, if there is one."""
     if not len(window):
         return None
     n = len(window)
     rows = window.read()
     rate = window.images_per_second()
     logger.steps(rows, rate)
+    checkpoints.snapshot_by_the_clock(state, budget.minutes)
     loss_d, loss_g, d_x, d_gz = rows[-1][2:]
     bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}", D_x=f"{d_x:.2f}", D_G_z=f"{d_gz:.2f}",
                     img_s=f"{rate:.0f}", refresh=False)

@@ -2,8 +2,10 @@
 tensors; nothing here syncs the host.
 
 A loss object has `discriminator(real_logits, fake_logits) -> (real_loss, fake_loss)`,
-`generator(fake_logits) -> loss` and `gp_weight` (> 0 only for wgan_gp: the loop then adds
-`gradient_penalty`). The R1 penalty works with every loss and is configured separately.
+`generator(fake_logits, real_logits) -> loss`, `gp_weight` (> 0 only for wgan_gp: the loop
+then adds `gradient_penalty`) and `relativistic` (True when G's loss compares with D's
+scores of real images: the loop then passes them, else None). The R1 and R2 penalties
+work with every loss and are configured separately.
 """
 
 from typing import Optional
@@ -24,6 +26,7 @@ class BCELoss:
     """
 
     gp_weight = 0.0
+    relativistic = False
 
     def __init__(self, real_label: float = 1.0, **_):
         self.real_label = real_label
@@ -34,7 +37,7 @@ class BCELoss:
         fake_loss = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
         return real_loss, fake_loss
 
-    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator(self, fake_logits: torch.Tensor, real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         # Non-saturating: maximise log D(G(z)) rather than minimise log(1 - D(G(z))).
         return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
@@ -44,6 +47,7 @@ class HingeLoss:
     E[relu(1 - D(x))] + E[relu(1 + D(G(z)))], G minimises -E[D(G(z))]."""
 
     gp_weight = 0.0
+    relativistic = False
 
     def __init__(self, **_):
         pass
@@ -51,7 +55,7 @@ class HingeLoss:
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return F.relu(1.0 - real_logits.float()).mean(), F.relu(1.0 + fake_logits.float()).mean()
 
-    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator(self, fake_logits: torch.Tensor, real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         return -fake_logits.float().mean()
 
 
@@ -61,13 +65,15 @@ class WGANGPLoss:
     G minimises -E[D(G(z))]. The paper trains the critic n_critic=5 times per G step
     (train.d_steps=5), with Adam betas (0, 0.9) and no BatchNorm in the critic."""
 
+    relativistic = False
+
     def __init__(self, gp_weight: float = 10.0, **_):
         self.gp_weight = gp_weight
 
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return -real_logits.float().mean(), fake_logits.float().mean()
 
-    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator(self, fake_logits: torch.Tensor, real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         return -fake_logits.float().mean()
 
 
@@ -77,6 +83,7 @@ class LSGANLoss:
     real_label < 1 moves D's target for real images (label smoothing)."""
 
     gp_weight = 0.0
+    relativistic = False
 
     def __init__(self, real_label: float = 1.0, **_):
         self.real_label = real_label
@@ -84,11 +91,39 @@ class LSGANLoss:
     def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
         return 0.5 * (real_logits.float() - self.real_label).pow(2).mean(), 0.5 * fake_logits.float().pow(2).mean()
 
-    def generator(self, fake_logits: torch.Tensor) -> torch.Tensor:
+    def generator(self, fake_logits: torch.Tensor, real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
         return 0.5 * (fake_logits.float() - 1.0).pow(2).mean()
 
 
-LOSSES = {"bce": BCELoss, "hinge": HingeLoss, "wgan_gp": WGANGPLoss, "lsgan": LSGANLoss}
+class RpGANLoss:
+    """Relativistic pairing loss (Jolicoeur-Martineau 2019, "The relativistic discriminator";
+    R3GAN: Huang et al. 2025, "The GAN is dead; long live the GAN! A Modern GAN Baseline").
+    Real image i is paired with fake image i, and each side is judged by the difference
+    of their scores: D minimises E[softplus(D(G(z_i)) - D(x_i))], G minimises
+    E[softplus(D(x_i) - D(G(z_i)))], as the paper's reference code (R3GAN/Trainer.py)
+    computes them. The paper pairs it with zero-centred penalties on both sides, R1 on real
+    and R2 on fake images (loss.r1_gamma, loss.r2_gamma; configs/loss/rpgan.yaml).
+
+    The D loss does not split into a real and a fake part: all of it is returned as the
+    first term, and the second is 0."""
+
+    gp_weight = 0.0
+    relativistic = True
+
+    def __init__(self, **_):
+        pass
+
+    def discriminator(self, real_logits: torch.Tensor, fake_logits: torch.Tensor):
+        loss = F.softplus(fake_logits.float() - real_logits.float()).mean()
+        return loss, torch.zeros_like(loss)
+
+    def generator(self, fake_logits: torch.Tensor, real_logits: Optional[torch.Tensor] = None) -> torch.Tensor:
+        if real_logits is None:
+            raise ValueError("the relativistic pairing loss needs D's scores of real images for G's loss")
+        return F.softplus(real_logits.float() - fake_logits.float()).mean()
+
+
+LOSSES = {"bce": BCELoss, "hinge": HingeLoss, "wgan_gp": WGANGPLoss, "lsgan": LSGANLoss, "rpgan": RpGANLoss}
 
 
 def build_loss(name: str, real_label: float = 1.0, gp_weight: float = 10.0):
@@ -135,5 +170,6 @@ def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng:
 def r1_penalty(real_logits: torch.Tensor, real_inputs: torch.Tensor,
                grad_scale: Optional[torch.Tensor] = None) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[|grad D(x)|^2] on real images, reusing the forward
-    that produced `real_logits` (the inputs must require grad). Not yet multiplied by gamma/2."""
+    that produced `real_logits` (the inputs must require grad). Not yet multiplied by gamma/2.
+    Given fake images and their logits it is R2, the same penalty on G's side (R3GAN)."""
     return input_gradient_sq_norm(real_logits, real_inputs, grad_scale).mean()

@@ -117,7 +117,7 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
     state = TrainingState(
         config=to_dict(conf), generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
         scaling=LossScaling(device, enabled=precision == "fp16"),
-        ema=GeneratorEMA(generator, t.ema_decay) if t.ema else None, rng=rng,
+        ema=GeneratorEMA(generator, t.ema_kimg, t.ema_rampup, conf.batch_size) if t.ema else None, rng=rng,
         guard=DivergenceGuard(t.guard, t.guard_patience, t.guard_d_loss, t.guard_g_loss),
         fid=FidTracker(conf.eval.patience), data_order=order, group=group,
         fixed_noise=torch.randn(conf.output.n_samples, conf.model.nz, 1, 1,
@@ -126,7 +126,8 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
         generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
         loss=build_loss(conf.loss.name, real_label=conf.loss.real_label, gp_weight=conf.loss.gp_weight),
         scaling=state.scaling, rng=rng, nz=conf.model.nz, d_steps=t.d_steps, g_steps=t.g_steps,
-        r1_gamma=conf.loss.r1_gamma, r1_every=conf.loss.r1_every, instance_noise=InstanceNoise(t.instance_noise, fade_steps),
+        r1_gamma=conf.loss.r1_gamma, r2_gamma=conf.loss.r2_gamma, r1_every=conf.loss.r1_every,
+        instance_noise=InstanceNoise(t.instance_noise, fade_steps),
         augment=DiffAugment(t.diffaugment, rng, group.ranks.shard) if t.diffaugment else None, ema=state.ema,
         autocast_dtype=AUTOCAST_DTYPES[precision], group=group)
     return state, parts
@@ -179,11 +180,12 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
              device, precision, channels_last, f" | {group.ranks.world} processes" if group.ranks.distributed else "",
              len(bank), bank.image_size, bank.image_size, count_parameters(state.generator) / 1e6,
              count_parameters(state.discriminator) / 1e6)
-    log.info("loss %s%s | %s", conf.loss.name, f" + R1 gamma {conf.loss.r1_gamma:g}" if conf.loss.r1_gamma else "",
+    log.info("loss %s%s%s | %s", conf.loss.name, f" + R1 gamma {conf.loss.r1_gamma:g}" if conf.loss.r1_gamma else "",
+             f" + R2 gamma {conf.loss.r2_gamma:g}" if conf.loss.r2_gamma else "",
              ", ".join(_stabilisers(conf)) or "no stabilisers")
     logger = RunLogger(run_dir, conf.logger, conf.output.nrow, active=group.ranks.is_main)
-    out = Outputs(logger, CheckpointFiles(run_dir, group, conf.checkpoint.keep_every, conf.checkpoint.snapshot_every),
-                  evaluator)
+    k = conf.checkpoint
+    out = Outputs(logger, CheckpointFiles(run_dir, group, k.keep_every, k.snapshot_every, k.snapshot_minutes), evaluator)
     try:
         history = plan.parent_run / "metrics.csv" if plan is not None and plan.branch and plan.parent_run else None
         logger.start(resume_step=state.step, history=history)
@@ -250,7 +252,7 @@ def _stabilisers(conf: TrainConfig) -> list:
     if m.minibatch_std:
         out.append("minibatch std")
     if t.ema:
-        out.append(f"EMA of G (decay {t.ema_decay:g})")
+        out.append(f"EMA of G (half-life {t.ema_kimg:g} kimg" + (f", ramp {t.ema_rampup:g})" if t.ema_rampup else ")"))
     if t.diffaugment:
         out.append(f"DiffAugment {','.join(t.diffaugment)}")
     if conf.loss.real_label < 1:

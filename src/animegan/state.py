@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -46,8 +46,9 @@ class TrainingState:
 
     @property
     def shown(self) -> torch.nn.Module:
-        """What grids, snapshots and the export show: the EMA of G when the run keeps one."""
-        return self.ema.module if self.ema is not None else self.generator
+        """What grids, snapshots and the export show: the EMA of G when the run keeps one
+        (with BatchNorm statistics of its own weights)."""
+        return self.ema.averaged() if self.ema is not None else self.generator
 
     def state_dict(self) -> Dict[str, Any]:
         """The training checkpoint. With several processes every process must call it (it
@@ -119,15 +120,17 @@ class CheckpointFiles:
 
     - Full training states (`last.pt` every epoch, `best.pt`, `epoch_XXX.pt` every
       `keep_every` epochs): everything a resume needs, optimizers included.
-    - Network snapshots (`snapshots/generator-epoch_XXX.pt` every `snapshot_every` epochs)
-      and the export at the end: the generator shown (its EMA when kept) and its config,
+    - Network snapshots (`snapshots/generator-epoch_XXX.pt` every `snapshot_every` epochs,
+      `snapshots/generator-<M>min.pt` after M minutes of training) and the export at the end: the generator shown (its EMA when kept) and its config,
       all `animegan-sample` needs, a fraction of the size (EDM keeps the two apart too).
 
     Only rank 0 writes. A diverged state is never written: last.pt keeps the last good one."""
 
-    def __init__(self, run_dir: Path, group: ProcessGroup, keep_every: int = 0, snapshot_every: int = 0):
+    def __init__(self, run_dir: Path, group: ProcessGroup, keep_every: int = 0, snapshot_every: int = 0,
+                 snapshot_minutes: Sequence[float] = ()):
         self.dir, self.snapshots = Path(run_dir) / "checkpoints", Path(run_dir) / "snapshots"
         self.group, self.keep_every, self.snapshot_every = group, keep_every, snapshot_every
+        self.minutes_due = sorted(snapshot_minutes)  # snapshots still to take, in minutes of this launch's training
         self._replicas_checked = False  # logged once per run
 
     def save(self, state: TrainingState, name: str) -> None:
@@ -163,7 +166,14 @@ class CheckpointFiles:
         if self.snapshot_every and epoch % self.snapshot_every == 0 and self.group.ranks.is_main:
             self.export(state, self.snapshots / f"generator-epoch_{epoch:03d}.pt")
 
+    def snapshot_by_the_clock(self, state: TrainingState, minutes: float) -> None:
+        """The snapshots whose minute of training has come (rank 0 writes them)."""
+        while self.minutes_due and minutes >= self.minutes_due[0]:
+            due = self.minutes_due.pop(0)
+            if self.group.ranks.is_main and not state.guard.diverged:
+                self.export(state, self.snapshots / f"generator-{due:g}min.pt")
+
     def export(self, state: TrainingState, path: Path) -> Path:
-        save_checkpoint(generator_export(state.shown, state.config["model"], epochs=state.epoch, config=state.config),
-                        path)
+        save_checkpoint(generator_export(state.shown, state.config["model"], epochs=state.epoch, config=state.config,
+                                         step=state.step), path)
         return path

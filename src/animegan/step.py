@@ -46,7 +46,8 @@ class StepParts:
     d_steps: int = 1                              # D updates per batch (WGAN's n_critic)
     g_steps: int = 1                              # G updates per batch
     r1_gamma: float = 0.0                         # R1 penalty weight on real images (0: off)
-    r1_every: int = 1                             # lazy R1: every N steps, scaled by N
+    r2_gamma: float = 0.0                         # R2 penalty weight on fake images (0: off)
+    r1_every: int = 1                             # lazy R1 and R2: every N steps, scaled by N
     instance_noise: InstanceNoise = field(default_factory=InstanceNoise)
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # DiffAugment on every D input
     ema: Optional[GeneratorEMA] = None            # updated after every G update
@@ -74,6 +75,7 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
     sigma = p.instance_noise.at(step)
     eps = shard.take(shard.global_like(real).normal_(0.0, sigma, generator=p.rng)) if sigma > 0 else None
     r1_now = p.r1_gamma > 0 and step % p.r1_every == 0
+    r2_now = p.r2_gamma > 0 and step % p.r1_every == 0
 
     def d_input(x: torch.Tensor) -> torch.Tensor:
         """What D sees of an image batch, real or fake alike: DiffAugment, then instance noise."""
@@ -90,7 +92,7 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
         p.opt_d.zero_grad(set_to_none=True)
         with autocast:
             real_in = d_input(real).requires_grad_(r1_now)  # R1 differentiates D(x) w.r.t. x
-            fake_in = d_input(fake.detach())  # no gradient into G here
+            fake_in = d_input(fake.detach()).requires_grad_(r2_now)  # no gradient into G here; R2 needs x
             real_logits = p.discriminator(real_in)
             fake_logits = p.discriminator(fake_in)
             real_loss, fake_loss = p.loss.discriminator(real_logits, fake_logits)
@@ -101,6 +103,9 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
             if r1_now:
                 loss_d = loss_d + (p.r1_gamma / 2 * p.r1_every) * r1_penalty(
                     real_logits, real_in, p.scaling.grad_scale("D"))
+            if r2_now:  # R2: the same penalty on the fakes (R3GAN)
+                loss_d = loss_d + (p.r2_gamma / 2 * p.r1_every) * r1_penalty(
+                    fake_logits, fake_in, p.scaling.grad_scale("D"))
         p.scaling.step("D", loss_d, p.opt_d, sync=lambda: p.group.average_gradients(p.discriminator))
 
     # G's updates need gradients through D's input, not D's weights: skip computing those.
@@ -112,7 +117,9 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
                 fake = p.generator(noise())
         p.opt_g.zero_grad(set_to_none=True)
         with autocast:
-            loss_g = p.loss.generator(p.discriminator(d_input(fake)))
+            with torch.no_grad():  # a relativistic loss compares with today's D on the real images
+                real_for_g = p.discriminator(d_input(real)) if p.loss.relativistic else None
+            loss_g = p.loss.generator(p.discriminator(d_input(fake)), real_for_g)
         p.scaling.step("G", loss_g, p.opt_g, sync=lambda: p.group.average_gradients(p.generator))
         if p.ema is not None:
             p.ema.update(step)

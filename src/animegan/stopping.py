@@ -59,11 +59,16 @@ class StopRequests:
 
 
 class TimeBudget:
-    """train.max_minutes: spent once that much wall time has passed since the loop started."""
+    """train.max_minutes: spent once that much wall time has passed since the loop started
+    (also the clock of the snapshots taken at given minutes)."""
 
     def __init__(self, minutes: float):
         self.seconds = minutes * 60
         self.started = time.perf_counter()
+
+    @property
+    def minutes(self) -> float:
+        return (time.perf_counter() - self.started) / 60
 
     @property
     def spent(self) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 from animegan.cli import OneLineParser, one_line_errors, path_argument
 from animegan.errors import AnimeganError
@@ -40,12 +41,26 @@ def parse_args(argv):
 
 
 def resolve_checkpoint(name: str) -> Path:
+    """A path as given; a bare file name that is not a file here is looked up in
+    ./checkpoints/, then among the generators shipped with animegan (afg.pt)."""
     path = Path(name).expanduser()
-    if not path.exists() and path.parent == Path("."):
-        for candidate in (Path("checkpoints") / name, Path("checkpoints") / f"{name}.pt"):
-            if candidate.is_file():
-                return candidate
+    if path.exists() or path.parent != Path("."):
+        return path
+    for candidate in (Path("checkpoints") / name, Path("checkpoints") / f"{name}.pt", shipped(name), shipped(f"{name}.pt")):
+        if candidate is not None and candidate.is_file():
+            return candidate
     return path
+
+
+def shipped(name: str) -> Optional[Path]:
+    """A generator shipped inside the installed package (animegan.checkpoints), or None."""
+    from importlib import resources
+
+    try:
+        candidate = resources.files("animegan.checkpoints") / name
+    except ModuleNotFoundError:
+        return None
+    return Path(str(candidate)) if candidate.is_file() else None
 
 
 def main(argv=None) -> None:
