@@ -3,11 +3,12 @@
     python scripts/benchmark.py                      # CPU or CUDA, synthetic faces as JPEGs
     python scripts/benchmark.py --data /path/to/jpgs --rounds 3 --batch 128
 
-`baseline` re-creates pytorch/examples dcgan/main.py faithfully: ImageFolder + DataLoader
-with 2 workers decoding JPEGs every epoch, Resize/CenterCrop/ToTensor/Normalize, fp32,
-NCHW, D ending in Sigmoid + BCELoss, Adam 2e-4 / beta1 0.5, ngf = ndf = 64, nz = 100, and
-its update order (D on real, D on fake, G on the same fake with D's weight gradients).
-`animegan` is animegan.loop.train with the project's settings for the device, on the same
+`baseline` is pytorch/examples dcgan/main.py's loop as scripts/classic_dcgan.py runs it:
+ImageFolder + DataLoader with 2 workers decoding JPEGs every epoch,
+Resize/CenterCrop/ToTensor/Normalize, fp32, NCHW, D ending in Sigmoid + BCELoss, Adam 2e-4 /
+beta1 0.5, ngf = ndf = 64, nz = 100, and its update order (D on real, D on fake, G on the
+same fake with D's weight gradients).
+`animegan` is animegan.step.gan_step with the project's settings for the device, on the same
 images held as a uint8 bank. Each variant runs in its own child process (so peak RSS is
 its own), the children alternate, warm-up steps are excluded, and the median of the timed
 windows is reported. Prints a table; numbers only, no assertions.
@@ -29,84 +30,21 @@ from pathlib import Path
 import torch
 
 
-def _classic_models(nz=100, ngf=64, ndf=64):
-    from torch import nn
-
-    netG = nn.Sequential(
-        nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
-        nn.ConvTranspose2d(ngf, 3, 4, 2, 1, bias=False), nn.Tanh())
-    netD = nn.Sequential(
-        nn.Conv2d(3, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
-        nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
-
-    def weights_init(m):
-        name = m.__class__.__name__
-        if name.find("Conv") != -1:
-            nn.init.normal_(m.weight.data, 0.0, 0.02)
-        elif name.find("BatchNorm") != -1:
-            nn.init.normal_(m.weight.data, 1.0, 0.02)
-            nn.init.constant_(m.bias.data, 0)
-
-    netG.apply(weights_init)
-    netD.apply(weights_init)
-    return netG, netD
-
-
 def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
-    """The classic example's loop; returns the wall time of each step (data loading included)."""
-    import torchvision.datasets as dset
-    import torchvision.transforms as transforms
-    from torch import nn, optim
+    """The classic example's loop (scripts/classic_dcgan.py); returns the wall time of each
+    step (data loading included). Its grids and checkpoints are left out: they are not part
+    of a step."""
+    from classic_dcgan import classic_loader, classic_models, classic_steps
 
-    dataset = dset.ImageFolder(root=str(data), transform=transforms.Compose([
-        transforms.Resize(64), transforms.CenterCrop(64), transforms.ToTensor(),
-        transforms.Normalize((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))]))
-    loader = torch.utils.data.DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=2, drop_last=True)
-    netG, netD = (m.to(device) for m in _classic_models())
-    criterion = nn.BCELoss()
-    optimizerD = optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    optimizerG = optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    loader = classic_loader(data, batch, workers=2, drop_last=True)
+    netG, netD = (m.to(device) for m in classic_models())
     times, t = [], time.perf_counter()
-    while len(times) < steps:
-        for data_batch in loader:
-            # (1) Update D: maximize log(D(x)) + log(1 - D(G(z)))
-            netD.zero_grad()
-            real_cpu = data_batch[0].to(device)
-            b_size = real_cpu.size(0)
-            label = torch.full((b_size,), 1.0, dtype=torch.float, device=device)
-            output = netD(real_cpu).view(-1)
-            errD_real = criterion(output, label)
-            errD_real.backward()
-            D_x = output.mean().item()
-            noise = torch.randn(b_size, 100, 1, 1, device=device)
-            fake = netG(noise)
-            label.fill_(0.0)
-            output = netD(fake.detach()).view(-1)
-            errD_fake = criterion(output, label)
-            errD_fake.backward()
-            D_G_z1 = output.mean().item()
-            errD = errD_real + errD_fake
-            optimizerD.step()
-            # (2) Update G: maximize log(D(G(z)))
-            netG.zero_grad()
-            label.fill_(1.0)
-            output = netD(fake).view(-1)
-            errG = criterion(output, label)
-            errG.backward()
-            D_G_z2 = output.mean().item()
-            optimizerG.step()
-            _ = (errD.item(), errG.item(), D_x, D_G_z1, D_G_z2)  # the example prints these every 50 steps
-            now = time.perf_counter()
-            times.append(now - t)
-            t = now
-            if len(times) >= steps:
-                break
+    for _ in classic_steps(loader, netG, netD, device):
+        now = time.perf_counter()
+        times.append(now - t)
+        t = now
+        if len(times) >= steps:
+            break
     return times
 
 

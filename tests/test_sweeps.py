@@ -5,8 +5,13 @@ YAML are checked before the first job trains."""
 from __future__ import annotations
 
 import csv
+from pathlib import Path
 
+import pytest
 from conftest import TINY, run_cli
+
+from animegan.cli.compose import sweep_jobs
+from animegan.cli.train import preflight
 
 
 def _experiment(tmp_path, name: str, params: str) -> None:
@@ -73,3 +78,19 @@ def test_the_command_line_wins_over_the_yaml_sweep_for_the_same_key(tmp_path):
     assert result.returncode == 0, result.stdout + result.stderr
     rows = _table(sweep)
     assert len(rows) == 1 and "train.g_steps=2" in rows[0]["overrides"]
+
+
+SEARCH = Path(__file__).resolve().parents[1] / "scripts" / "search"
+
+
+@pytest.mark.parametrize("sweep", sorted(p.stem for p in (SEARCH / "configs" / "experiment").glob("*.yaml")))
+def test_every_committed_search_sweep_validates_every_job(sweep, monkeypatch, tmp_path):
+    # The searches in scripts/search are run from that folder (its configs/ adds the candidates);
+    # a candidate file that is missing or sets a wrong key must fail here, not hours into a sweep.
+    monkeypatch.chdir(SEARCH)
+    data = [] if sweep.startswith("search_default") else ["dataset=folder", f"dataset.root={tmp_path}"]
+    argv = preflight(["-m", f"experiment={sweep}", *data], str(SEARCH))
+    jobs = sweep_jobs([a for a in argv if a != "-m"], multirun=True)
+    candidates = {c.stem for c in (SEARCH / "configs" / "candidate").glob("*.yaml")}
+    named = {o.split("=", 1)[1] for job in jobs for o in job if o.startswith("+candidate=")}
+    assert len(jobs) >= 2 and named and named <= candidates
