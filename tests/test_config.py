@@ -24,9 +24,16 @@ def test_default_config_composes_to_the_documented_defaults():
     assert isinstance(conf, TrainConfig)
     assert conf.dataset.kind == "synthetic"
     assert conf.model.image_size == 64 and conf.model.nz == 100
-    assert conf.optimizer.name == "adam" and conf.optimizer.lr == 2e-4 and conf.optimizer.betas == [0.5, 0.999]
-    assert conf.batch_size == 128 and conf.device == "auto"
+    # The built-in faces with DCGAN-64 and Adam bring the default run's settings (README's table) ...
+    assert conf.optimizer.name == "adam" and conf.optimizer.lr == 5e-4 and conf.optimizer.betas == [0.0, 0.99]
+    assert conf.batch_size == 64 and conf.device == "auto" and conf.model.minibatch_std
     assert conf.train.d_steps == 1 and conf.train.g_steps == 1
+    # ... which stay with that pairing: another model, or another optimizer, gets the schema's defaults.
+    other = resolve_config(compose_config(["model=dcgan32"]), ["model=dcgan32"], os.getcwd())
+    assert other.optimizer.lr == 2e-4 and other.optimizer.betas == [0.5, 0.999] and other.batch_size == 128
+    assert not other.model.minibatch_std and other.train.diffaugment == []
+    sgd = resolve_config(compose_config(["optimizer=sgd"]), ["optimizer=sgd"], os.getcwd())
+    assert sgd.optimizer.betas == [0.5, 0.999] and sgd.batch_size == 64  # Adam's betas are not handed to SGD
 
 
 @pytest.mark.parametrize("group,option", [(g, o) for g, opts in GROUPS.items() for o in opts])

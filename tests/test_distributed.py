@@ -17,9 +17,10 @@ from animegan.distributed import Shard
 from conftest import BIN, TINY, load_state, run_cli
 from test_training import _assert_same_weights, _rows, _tensors
 
-# BatchNorm normalises each process's part of the batch; SyncBatchNorm (CUDA only) would
-# make it global. Without BatchNorm, two processes at batch 2B compute what one does.
-NO_BATCHNORM = ["model.g_batchnorm=false", "model.d_batchnorm=false"]
+# BatchNorm and the minibatch standard deviation see each process's part of the batch;
+# SyncBatchNorm (CUDA only) would make BatchNorm global. Without batch statistics, two
+# processes at batch 2B compute what one does.
+NO_BATCH_STATISTICS = ["model.g_batchnorm=false", "model.d_batchnorm=false", "model.minibatch_std=false"]
 
 
 def torchrun(args, cwd: Path, processes: int = 2, check: bool = True) -> subprocess.CompletedProcess:
@@ -68,7 +69,7 @@ def test_two_processes_write_one_run_directory_from_rank_0(tmp_path):
 
 
 def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
-    args = [*TINY, *NO_BATCHNORM, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
+    args = [*TINY, *NO_BATCH_STATISTICS, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
             "train.instance_noise=0.2", "loss.r1_gamma=1.0"]
     run_cli("animegan-train", [*args, f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path, check=True)
     torchrun([*args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path)
