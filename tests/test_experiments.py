@@ -117,7 +117,7 @@ def test_naruto_matches_the_source_parameter_counts_and_options():
     assert not torch.equal(g(z), g(z))  # dropout is active while training
 
 
-def test_recommended_smooths_real_labels_and_exports_the_average(tmp_path, faces):
+def test_recommended_smooths_real_labels_and_exports_the_trained_generator(tmp_path, faces):
     c = compose("recommended", "dataset=folder", f"dataset.root={faces}")
     assert c.dataset.root == str(faces)  # the recipe leaves the data to the user
     loss = build_loss(c.loss.name, real_label=c.loss.real_label)
@@ -125,9 +125,10 @@ def test_recommended_smooths_real_labels_and_exports_the_average(tmp_path, faces
     loss.discriminator(at_target, torch.zeros(1))[0].backward()
     assert abs(at_target.grad.item()) < 1e-6
 
+    # The search (docs/recipes.md) found the EMA worse than the weights it averages at every
+    # horizon measured: the recipe ships the trained generator itself.
     _, export, state = run_experiment("recommended", tmp_path / "run", faces, "dataset=folder",
                                       f"dataset.root={faces}", f"dataset.cache_dir={tmp_path / 'cache'}")
     exported = torch.load(export, weights_only=True)["state_dict"]
-    assert all(torch.equal(exported[k], state["generator_ema"][k].float()) for k in exported)
-    assert any(not torch.equal(state["generator"][k], state["generator_ema"][k]) for k in exported
-               if exported[k].is_floating_point())
+    assert "generator_ema" not in state
+    assert all(torch.equal(exported[k], state["generator"][k].float()) for k in exported)
