@@ -57,3 +57,13 @@ def test_wheel_ships_the_configs_and_trains_and_samples_from_elsewhere(wheel_ven
                    "--out", tmp_path / "g.png"], tmp_path)
     assert sample.returncode == 0, sample.stderr
     assert (tmp_path / "g.png").is_file()
+
+
+def test_the_wheel_ships_afg_and_samples_it_by_name_from_anywhere(wheel_venv, tmp_path):
+    found = _run([wheel_venv / "python", "-c", "from animegan.cli.sample import resolve_checkpoint as r; print(r('afg.pt'))"],
+                 tmp_path)
+    assert found.returncode == 0, found.stderr
+    assert "site-packages" in found.stdout and str(REPO) not in found.stdout  # the wheel's copy
+    sample = _run([wheel_venv / "animegan-sample", "--ckpt", "afg.pt", "--n", "4", "--seed", "0"], tmp_path)
+    assert sample.returncode == 0, sample.stderr
+    assert (tmp_path / "outputs" / "samples" / "afg-n4-seed0.png").is_file()

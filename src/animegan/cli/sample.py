@@ -25,7 +25,8 @@ def parse_args(argv):
     p.add_argument("--n", type=int, default=None,
                    help="number of images (default 64); with --interpolate the number of key faces (default 8)")
     p.add_argument("--out", type=path_argument("--out", ".png"), default=None,
-                   help="PNG grid to write (default: beside the checkpoint, <name>-n<N>-seed<S>.png)")
+                   help="PNG grid to write (default: beside the checkpoint, <name>-n<N>-seed<S>.png; for a "
+                        "generator shipped with animegan, in outputs/samples/)")
     p.add_argument("--seed", type=int, default=0, help="latent seed: the same seed gives the same faces")
     p.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square-ish)")
     p.add_argument("--save-individual", type=path_argument("--save-individual"), default=None, metavar="DIR", help="also save each image as DIR/000000.png ...")
@@ -61,6 +62,15 @@ def shipped(name: str) -> Optional[Path]:
     except ModuleNotFoundError:
         return None
     return Path(str(candidate)) if candidate.is_file() else None
+
+
+def default_output(ckpt: Path, name: str) -> Path:
+    """Where a grid goes without --out: beside the checkpoint, except for a generator shipped
+    inside the installed package, whose folder is not the user's (and may be read-only)."""
+    packaged = shipped(ckpt.name)
+    if packaged is not None and packaged.resolve() == ckpt.resolve():
+        return Path("outputs") / "samples" / name
+    return ckpt.with_name(name)
 
 
 def main(argv=None) -> None:
@@ -102,12 +112,12 @@ def run(args) -> None:
     generator = load_generator(ckpt, device)
     trunc = f"-trunc{args.truncation:g}" if args.truncation is not None else ""
     if args.interpolate is not None:
-        out = args.out or ckpt.with_name(f"{ckpt.stem}-interp{args.interpolate}-n{args.n}-seed{args.seed}{trunc}.png")
+        out = args.out or default_output(ckpt, f"{ckpt.stem}-interp{args.interpolate}-n{args.n}-seed{args.seed}{trunc}.png")
         write_interpolation(generator, args, out)
         print(f"wrote {out} and {out.with_suffix('.gif')} ({args.n} keys x {args.interpolate} steps, "
               f"{time.perf_counter() - started:.2f}s)")
         return
-    out = args.out or ckpt.with_name(f"{ckpt.stem}-n{args.n}-seed{args.seed}{trunc}.png")
+    out = args.out or default_output(ckpt, f"{ckpt.stem}-n{args.n}-seed{args.seed}{trunc}.png")
     if args.save_individual:
         args.save_individual.mkdir(parents=True, exist_ok=True)
     chunks, done = [], 0
