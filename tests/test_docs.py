@@ -67,8 +67,11 @@ def test_the_table_lists_every_key_the_default_pairing_changes(pairing):
 
 @pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
 def test_docs_carry_no_development_machine_paths(doc):
+    # The folders of whatever machine runs the tests: where the checkout lives and the
+    # home directory. A user's machine has neither.
     text = doc.read_text()
-    assert not re.search(r"(/work/|/root/|/home/[a-z]|/tmp/[a-z_]+/)", text), doc
+    here = {str(ROOT.parent), str(Path.home())}
+    assert not [p for p in here if len(p) > 1 and f"{p}/" in text], doc
 
 
 def test_the_error_the_readme_shows_is_the_one_the_command_prints():
