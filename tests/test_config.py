@@ -102,6 +102,14 @@ def test_multirun_checks_every_job_of_the_sweep():
         preflight(["-m", "optimizer.lr=1e-4,-1"], os.getcwd())
 
 
+@pytest.mark.parametrize("argv", [["-m", "--cfg", "job", "optimizer.lr=1e-4,2e-4"], ["--info", "-c", "job"]])
+def test_two_hydra_modes_are_refused_in_one_line(argv):
+    # Hydra itself answers these with a ValueError traceback
+    with pytest.raises(AnimeganError, match="cannot be combined: give one of them"):
+        preflight(argv, os.getcwd())
+    preflight(["--cfg", "job"], os.getcwd())  # one mode is Hydra's to handle
+
+
 def test_cli_bad_config_prints_one_line_and_creates_nothing(tmp_path):
     result = run_cli("animegan-train", ["batch_size=0"], cwd=tmp_path)
     assert result.returncode == 2

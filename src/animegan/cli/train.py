@@ -33,6 +33,10 @@ from animegan.resume import find_newest_state, is_newest_state, run_dir_of
 from animegan.runlock import lock_run_directory
 
 MAX_CHECKED_SWEEP_JOBS = 256
+# Hydra's flags that choose what the command does; Hydra allows one (several: its own traceback)
+HYDRA_MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "--run": "--run", "-c": "--cfg",
+               "--cfg": "--cfg", "--info": "--info", "-i": "--info", "-sc": "--shell-completion",
+               "--shell-completion": "--shell-completion"}
 
 
 def main() -> None:
@@ -149,6 +153,10 @@ def preflight(argv: List[str], cwd: str) -> List[str]:
     """Validate every job the command line describes (each combination of a sweep, the
     sweeper's YAML params included); return the arguments Hydra gets (resume=auto made
     concrete, the run directory of an in-place resume added)."""
+    modes = sorted({HYDRA_MODES[a] for a in argv if a in HYDRA_MODES})
+    if len(modes) > 1:
+        raise AnimeganError(f"{' and '.join(modes)} cannot be combined: give one of them (to see one job's config "
+                            "of a sweep, drop -m and give one value per option)")
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
         return argv  # --help, --cfg, --info ...: Hydra's own flags, nothing to train
     multirun = any(a in ("-m", "--multirun") for a in argv)
