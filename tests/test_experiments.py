@@ -16,6 +16,7 @@ import animegan
 from animegan.data import build_image_bank
 from animegan.losses import build_loss
 from animegan.models import build_discriminator, build_generator, count_parameters
+from animegan.optimizers import build_optimizers
 from animegan.run import run_training
 from animegan.sampling import load_generator
 from conftest import standin_eval, tiny_conf
@@ -120,6 +121,12 @@ def test_naruto_matches_the_source_parameter_counts_and_options():
 def test_recommended_smooths_real_labels_and_exports_the_trained_generator(tmp_path, faces):
     c = compose("recommended", "dataset=folder", f"dataset.root={faces}")
     assert c.dataset.root == str(faces)  # the recipe leaves the data to the user
+    # the optimiser search's winner reaches both networks' Adam, whatever the dataset
+    for dataset in (["dataset=folder", f"dataset.root={faces}"], []):
+        conf = compose("recommended", *dataset)
+        g_opt, d_opt = build_optimizers(conf.optimizer, build_generator(conf.model), build_discriminator(conf.model))
+        assert all(group["lr"] == 5e-4 and group["betas"] == (0.0, 0.99) for opt in (g_opt, d_opt)
+                   for group in opt.param_groups)
     loss = build_loss(c.loss.name, real_label=c.loss.real_label)
     at_target = torch.tensor([0.9]).logit().requires_grad_(True)  # BCE to 0.9 is smallest where D(x) = 0.9, not 1
     loss.discriminator(at_target, torch.zeros(1))[0].backward()
