@@ -91,7 +91,7 @@ def pair_distances(export: Path, n: int = 64) -> tuple:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("paths", nargs="+", type=Path, help="run directories, sweep directories or export files")
-    p.add_argument("--fd", required=True, help="the FD meter command")
+    p.add_argument("--fd", help="the FD meter command (without it: only the grids and the pair distances)")
     p.add_argument("--fd-args", default="", help="extra arguments for the meter, e.g. '--n 2000 --ref faces/'")
     p.add_argument("--no-grids", action="store_true")
     args = p.parse_args()
@@ -108,13 +108,14 @@ def main() -> None:
             if not args.no_grids and not export.with_suffix(".png").is_file():
                 subprocess.run(["animegan-sample", "--ckpt", str(export), "--n", "64", "--seed", "0", "--device", "cpu",
                                 "--out", str(export.with_suffix(".png"))], check=True, stdout=subprocess.DEVNULL)
-            fd = score(export, args.fd, args.fd_args)
+            fd = score(export, args.fd, args.fd_args) if args.fd else {"fd32": float("nan"), "fd64": float("nan")}
             closest, median = pair_distances(export)
             rows.append({"run": label_of(export), "export": str(export), "minutes": minute.group(1) if minute else "end",
                          "step": step, "images_per_s": f"{rate:.0f}" if rate else "", "FD32": fd["fd32"],
                          "FD64": fd["fd64"], "closest_pair": f"{closest:.3f}", "median_pair": f"{median:.3f}"})
             r = rows[-1]
-            print(f"{r['FD32']:7.2f} {r['FD64']:7.2f}  step {str(r['step']):>6}  {r['minutes']:>5} min  "
+            fds = f"{r['FD32']:7.2f} {r['FD64']:7.2f}" if args.fd else f"{'-':>7} {'-':>7}"
+            print(f"{fds}  step {str(r['step']):>6}  {r['minutes']:>5} min  "
                   f"{r['images_per_s']:>4} img/s  pairs {closest:.3f}/{median:.3f}  {r['run']}", flush=True)
     first = args.paths[0] if args.paths[0].is_dir() else args.paths[0].parent
     with open(first / "scores.csv", "w", newline="") as f:
