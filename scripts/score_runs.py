@@ -30,7 +30,9 @@ import sys
 from pathlib import Path
 
 import torch
+from PIL import Image
 
+from animegan.artefacts import tile_images
 from animegan.sampling import generate, load_generator
 
 FD_LINE = re.compile(r"FD32 ([0-9.]+)\s+FD64 ([0-9.]+)")
@@ -79,9 +81,14 @@ def score(export: Path, fd: str, fd_args: str) -> dict:
     return result
 
 
-def pair_distances(export: Path, n: int = 64) -> tuple:
-    """(closest, median) RMS distance between the grid's faces (seed 0), pixel values in [0, 1]."""
-    faces = next(generate(load_generator(export, torch.device("cpu")), n, seed=0, chunk=n))
+def faces_of(export: Path, n: int = 64) -> torch.Tensor:
+    """The grid's faces: n uint8 images from latent seed 0, as `animegan-sample --seed 0` draws them."""
+    return next(generate(load_generator(export, torch.device("cpu")), n, seed=0, chunk=n))
+
+
+def pair_distances(faces: torch.Tensor) -> tuple:
+    """(closest, median) RMS distance between the faces, pixel values in [0, 1]."""
+    n = len(faces)
     flat = faces.reshape(n, -1).float() / 255
     dist = torch.cdist(flat, flat) / flat.shape[1] ** 0.5
     pairs = dist[torch.triu(torch.ones(n, n, dtype=torch.bool), diagonal=1)]
@@ -105,11 +112,11 @@ def main() -> None:
             batch = conf.get("batch_size", 128)
             step = meta.get("step")
             rate = step * batch / (float(minute.group(1)) * 60) if minute and step else None
+            faces = faces_of(export)  # drawn once: the grid and the pair distances
             if not args.no_grids and not export.with_suffix(".png").is_file():
-                subprocess.run(["animegan-sample", "--ckpt", str(export), "--n", "64", "--seed", "0", "--device", "cpu",
-                                "--out", str(export.with_suffix(".png"))], check=True, stdout=subprocess.DEVNULL)
+                Image.fromarray(tile_images(faces)).save(export.with_suffix(".png"))
             fd = score(export, args.fd, args.fd_args) if args.fd else {"fd32": float("nan"), "fd64": float("nan")}
-            closest, median = pair_distances(export)
+            closest, median = pair_distances(faces)
             rows.append({"run": label_of(export), "export": str(export), "minutes": minute.group(1) if minute else "end",
                          "step": step, "images_per_s": f"{rate:.0f}" if rate else "", "FD32": fd["fd32"],
                          "FD64": fd["fd64"], "closest_pair": f"{closest:.3f}", "median_pair": f"{median:.3f}"})

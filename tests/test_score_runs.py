@@ -38,10 +38,10 @@ def export(tmp_path: Path, collapse: bool) -> Path:
 
 
 def test_copies_of_one_face_have_a_closest_pair_of_zero(tmp_path, score_runs):
-    closest, median = score_runs.pair_distances(export(tmp_path, collapse=True), n=16)
+    closest, median = score_runs.pair_distances(score_runs.faces_of(export(tmp_path, collapse=True), n=16))
     assert closest == pytest.approx(0, abs=1e-6) and median == pytest.approx(0, abs=1e-6)
 
 
 def test_distinct_faces_keep_their_pairs_apart(tmp_path, score_runs):
-    closest, median = score_runs.pair_distances(export(tmp_path, collapse=False), n=16)
+    closest, median = score_runs.pair_distances(score_runs.faces_of(export(tmp_path, collapse=False), n=16))
     assert 0 < closest <= median < 1
