@@ -264,7 +264,7 @@ def test_a_saved_config_with_a_fixed_ema_decay_resumes_with_the_same_half_life()
 def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):
     import torch
 
-    from animegan.run import select_device
+    from animegan.device import select_device
 
     assert validate({"device": "cuda:1"}).device == "cuda:1"
     with pytest.raises(AnimeganError, match="device"):

@@ -20,6 +20,7 @@ from animegan.augment import DiffAugment
 from animegan.config import TrainConfig, to_dict
 from animegan.config_checks import config_warnings
 from animegan.data import build_image_bank
+from animegan.device import select_device
 from animegan.distributed import ProcessGroup, Ranks, local_device
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
@@ -59,26 +60,6 @@ class Interrupted(Exception):
         super().__init__(f"stopped by {stops.name} at step {step}; checkpoints/last.pt holds the state: continue with "
                          f"animegan-train resume={last}")
         self.exit_status = stops.exit_status
-
-
-def select_device(name: str) -> torch.device:
-    """auto (CUDA if present, else CPU), cpu, cuda or cuda:N, checked against this machine."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise AnimeganError(f"unknown device '{name}'; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise AnimeganError(f"device={name} was asked for, but PyTorch sees no CUDA GPU here; "
-                                "use device=cpu or device=auto")
-        count = torch.cuda.device_count()
-        if device.index is not None and device.index >= count:
-            raise AnimeganError(f"device={name}: this machine has {count} CUDA GPU(s), cuda:0 to cuda:{count - 1}")
-        if device.index is not None:
-            torch.cuda.set_device(device)  # libraries that allocate on "the current GPU" use this one too
-    return device
 
 
 def speed_settings(conf: TrainConfig, device: torch.device):

@@ -75,7 +75,7 @@ def run(args) -> None:
 
     from animegan import fidelity
     from animegan.data import build_image_bank
-    from animegan.run import select_device
+    from animegan.device import select_device
     from animegan.sampling import load_generator
 
     device = select_device(args.device)

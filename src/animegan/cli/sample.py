@@ -104,7 +104,7 @@ def run(args) -> None:
     from PIL import Image
     from animegan.artefacts import tile_images
 
-    from animegan.run import select_device
+    from animegan.device import select_device
     from animegan.sampling import generate, load_generator
 
     ckpt = resolve_checkpoint(args.ckpt)

@@ -136,7 +136,7 @@ def one_run_directory(argv: List[str], ranks) -> List[str]:
     chooses one and tells the others. Only rank 0 writes Hydra's files and train.log.
     Also starts the processes' group (NCCL on CUDA, gloo on the CPU)."""
     from animegan.distributed import ProcessGroup
-    from animegan.run import select_device
+    from animegan.device import select_device
 
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("a sweep (-m) runs its jobs one after another; under torchrun start each job on its own")
@@ -173,7 +173,7 @@ def preflight(argv: List[str], cwd: str) -> List[str]:
         raise AnimeganError("hparams_search=optuna minimises each trial's best FID, so every trial must evaluate it: "
                             "set eval.every_n_epochs (e.g. eval.every_n_epochs=${epochs})")
     if any(c.device.startswith("cuda") for c in confs):
-        from animegan.run import select_device  # imports torch: only when a GPU is asked for
+        from animegan.device import select_device  # imports torch: only when a GPU is asked for
 
         for device in sorted({c.device for c in confs}):
             select_device(device)
