@@ -13,6 +13,10 @@ import torch
 
 from animegan.cli.compose import compose_config, resolve_config
 
+# One thread per process, also in the commands the tests start: the models are tiny, and
+# the suite runs one test process per core (pytest-xdist), so more threads only compete.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 # A run small enough for a test: 64 synthetic faces, tiny nets, 4 steps per epoch.
 TINY = [
     "dataset.num_images=64", "model.ngf=8", "model.ndf=8", "batch_size=16", "epochs=1", "device=cpu",

@@ -31,8 +31,9 @@ def test_the_run_says_why_it_stopped(tmp_path):
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_finishes_the_step_writes_last_pt_and_the_resume_equals_a_straight_run(tmp_path, signum, status):
-    args = [*TINY, "model.ngf=32", "model.ndf=32", "dataset.num_images=128", "epochs=12", "train.log_every=1",
-            "output.sample_every=0", "checkpoint.snapshot_every=0"]
+    # 96 steps of a 32-px net: a few seconds of training, long enough that the signal lands mid-run
+    args = [*TINY, "model=dcgan32", "model.ngf=16", "model.ndf=16", "dataset.num_images=128", "epochs=12",
+            "train.log_every=1", "output.sample_every=0", "checkpoint.snapshot_every=0"]
     straight, stopped = tmp_path / "straight", tmp_path / "stopped"
     run_cli("animegan-train", [*args, f"hydra.run.dir={straight}"], cwd=tmp_path, check=True)
 
