@@ -27,6 +27,7 @@ def test_the_run_says_why_it_stopped(tmp_path):
     out_of_time = run_training(tiny_conf("epochs=2", "train.max_minutes=1e-9"), tmp_path / "b", show_progress=False)
     assert (out_of_time.reason, out_of_time.step) == (StopReason.OUT_OF_TIME, 2)  # after the first log window
     assert out_of_time.export.is_file() and (tmp_path / "b" / "samples" / "final.png").is_file()
+    assert (tmp_path / "b" / "losses.png").is_file()  # drawn at the stop, though no epoch ended
 
 
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])

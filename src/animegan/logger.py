@@ -94,10 +94,12 @@ class RunLogger:
             self.tensorboard.flush()
 
     def finish(self, hparams: Dict[str, Any], final: Dict[str, float]) -> None:
-        """The run's settings and final metrics (TensorBoard's HPARAMS tab), and the
-        timelapse of the grids."""
+        """The run's settings and final metrics (TensorBoard's HPARAMS tab), the timelapse
+        of the grids, and losses.png up to the last step (a run out of time stops mid-epoch)."""
         if not self.active:
             return
+        if self.plot:
+            plot_losses(self.csv.path, self.run_dir / "losses.png")
         if self.samples_dir.is_dir() and any(self.samples_dir.glob("*.png")):
             from animegan.gif import write_timelapse
 
