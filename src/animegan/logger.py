@@ -39,6 +39,7 @@ class RunLogger:
             self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"),
                                              flush_secs=logger_conf.tensorboard.flush_secs)
         self.last_row: Optional[Sequence[float]] = None  # the newest step's metrics, for the epoch line
+        self.plotted_step: Optional[float] = -1  # the newest step losses.png shows (-1: not drawn yet)
 
     def start(self, resume_step: int = 0, history: Optional[Path] = None) -> None:
         """A new metrics.csv, or on resume the rows of `history` up to the checkpoint's step."""
@@ -88,18 +89,23 @@ class RunLogger:
                  epochs, seconds, step, loss_d, loss_g, d_x, d_gz,
                  f" | fp16 steps skipped (inf/NaN gradients) so far: D {skipped['D']}, G {skipped['G']}"
                  if skipped else "")
-        if self.plot:
-            plot_losses(self.csv.path, self.run_dir / "losses.png")
+        self.plot_losses()
         if self.tensorboard is not None:
             self.tensorboard.flush()
+
+    def plot_losses(self) -> None:
+        """Redraw losses.png from metrics.csv, unless it already shows the newest step."""
+        step = self.last_row[1] if self.last_row else None
+        if self.plot and step != self.plotted_step:
+            plot_losses(self.csv.path, self.run_dir / "losses.png")
+            self.plotted_step = step
 
     def finish(self, hparams: Dict[str, Any], final: Dict[str, float]) -> None:
         """The run's settings and final metrics (TensorBoard's HPARAMS tab), the timelapse
         of the grids, and losses.png up to the last step (a run out of time stops mid-epoch)."""
         if not self.active:
             return
-        if self.plot:
-            plot_losses(self.csv.path, self.run_dir / "losses.png")
+        self.plot_losses()  # a run out of time stops mid-epoch, after the last epoch's plot
         if self.samples_dir.is_dir() and any(self.samples_dir.glob("*.png")):
             from animegan.gif import write_timelapse
 
