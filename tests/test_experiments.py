@@ -24,7 +24,7 @@ from conftest import standin_eval, tiny_conf
 EXPERIMENTS = Path(animegan.__file__).parent / "configs" / "experiment"
 if not EXPERIMENTS.is_dir():  # editable install: the configs live at the repository root
     EXPERIMENTS = Path(__file__).parents[1] / "configs" / "experiment"
-NAMES = ["oulu", "nyu", "afg", "gochiusa", "naruto", "recommended"]
+NAMES = ["oulu", "nyu", "afg", "gochiusa", "naruto", "paper"]
 REAL_DATA = ["oulu", "nyu", "afg", "gochiusa", "naruto"]  # tied to a dataset: FID is tracked
 
 
@@ -118,23 +118,73 @@ def test_naruto_matches_the_source_parameter_counts_and_options():
     assert not torch.equal(g(z), g(z))  # dropout is active while training
 
 
-def test_recommended_smooths_real_labels_and_exports_the_trained_generator(tmp_path, faces):
-    c = compose("recommended", "dataset=folder", f"dataset.root={faces}")
-    assert c.dataset.root == str(faces)  # the recipe leaves the data to the user
-    # the optimiser search's winner reaches both networks' Adam, whatever the dataset
-    for conf in (c, compose("recommended")):
-        g_opt, d_opt = build_optimizers(conf.optimizer, build_generator(conf.model), build_discriminator(conf.model))
-        assert all(group["lr"] == 5e-4 and group["betas"] == (0.0, 0.99) for opt in (g_opt, d_opt)
-                   for group in opt.param_groups)
+# What each seed project trained with, on the keys its source names (the experiment file's
+# header): whatever animegan's own defaults are, `experiment=<seed>` still composes to these.
+PAPER = {"loss.name": "bce", "loss.real_label": 1.0, "optimizer.name": "adam", "optimizer.betas": [0.5, 0.999],
+         "train.ema": False, "train.diffaugment": [], "train.instance_noise": 0.0, "model.image_size": 64,
+         "model.minibatch_std": False}
+SEEDS = {
+    "oulu": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "epochs": 40, "model.nz": 100, "model.ngf": 64,
+             "model.ndf": 64, "dataset.name": "anime36k"},
+    "nyu": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "train.g_steps": 2, "train.d_steps": 1,
+            "dataset.name": "anime36k"},
+    "afg": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "epochs": 33, "checkpoint.export": "afg.pt",
+            "dataset.name": "animefaces63k"},
+    "gochiusa": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "model.nz": 128, "dataset.min_size": 64,
+                 "dataset.near_dedupe": True, "dataset.name": "gochiusa"},
+    "naruto": {**PAPER, "optimizer.lr": 1e-3, "optimizer.lr_g": None, "optimizer.lr_d": None, "batch_size": 128,
+               "model.g_dropout": 0.3, "model.d_dropout": 0.3, "model.g_leaky_slope": 0.2, "dataset.name": "naruto"},
+    "paper": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "model.nz": 100, "model.ngf": 64, "model.ndf": 64},
+}
+
+
+def _get(conf, dotted):
+    for part in dotted.split("."):
+        conf = getattr(conf, part)
+    return list(conf) if hasattr(conf, "__len__") and not isinstance(conf, str) else conf
+
+
+@pytest.mark.parametrize("name", sorted(SEEDS))
+def test_seed_experiment_composes_to_its_seeds_recipe_not_to_animegans_defaults(name, faces):
+    expected = SEEDS[name]
+    # on its own dataset preset and on a folder the user gives (the paper's recipe has none)
+    for conf in (compose(name), compose(name, "dataset=folder", f"dataset.root={faces}")):
+        wrong = {k: (v, _get(conf, k)) for k, v in expected.items()
+                 if not (k == "dataset.name" and conf.dataset.name == "folder") and _get(conf, k) != v}
+        assert not wrong, f"experiment={name} (expected, composed): {wrong}"
+
+
+def test_paper_experiment_trains_the_raw_weights_without_smoothing(tmp_path, faces):
+    _, export, state = run_experiment("paper", tmp_path / "run", faces, "dataset=folder",
+                                      f"dataset.root={faces}", f"dataset.cache_dir={tmp_path / 'cache'}")
+    group = state["opt_g"]["param_groups"][0]
+    assert (group["lr"], tuple(group["betas"])) == (2e-4, (0.5, 0.999))
+    exported = torch.load(export, weights_only=True)["state_dict"]
+    assert "generator_ema" not in state  # the export is the trained generator itself
+    assert all(torch.equal(exported[k], state["generator"][k].float()) for k in exported)
+
+
+def test_real_data_defaults_smooth_labels_and_export_the_average_of_g(tmp_path, faces):
+    from animegan.cli.compose import compose_config, resolve_config
+
+    job = ["dataset=folder", f"dataset.root={faces}"]  # what `animegan-train dataset=folder ...` composes
+    c = resolve_config(compose_config(job), job, os.getcwd())
+    g_opt, d_opt = build_optimizers(c.optimizer, build_generator(c.model), build_discriminator(c.model))
+    assert all(group["lr"] == 5e-4 and group["betas"] == (0.0, 0.99) for opt in (g_opt, d_opt)
+               for group in opt.param_groups)
+    assert (c.batch_size, c.epochs, c.train.ema) == (32, 40, True)
     loss = build_loss(c.loss.name, real_label=c.loss.real_label)
     at_target = torch.tensor([0.9]).logit().requires_grad_(True)  # BCE to 0.9 is smallest where D(x) = 0.9, not 1
     loss.discriminator(at_target, torch.zeros(1))[0].backward()
     assert abs(at_target.grad.item()) < 1e-6
 
-    # The search (docs/recipes.md) found the EMA worse than the weights it averages at every
-    # horizon measured: the recipe ships the trained generator itself.
-    _, export, state = run_experiment("recommended", tmp_path / "run", faces, "dataset=folder",
-                                      f"dataset.root={faces}", f"dataset.cache_dir={tmp_path / 'cache'}")
+    # a tiny run of the defaults on the folder: the export is the averaged generator
+    conf = tiny_conf(f"dataset.root={faces}", f"dataset.cache_dir={tmp_path / 'cache'}", "dataset=folder",
+                     synthetic=False)
+    assert conf.train.ema and conf.loss.real_label == 0.9
+    export = run_training(conf, tmp_path / "run", show_progress=False).export
+    state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     exported = torch.load(export, weights_only=True)["state_dict"]
-    assert "generator_ema" not in state
-    assert all(torch.equal(exported[k], state["generator"][k].float()) for k in exported)
+    assert "generator_ema" in state and exported.keys() == state["generator_ema"].keys()
+    assert all(torch.equal(exported[k], state["generator_ema"][k].float()) for k in exported)
+    assert any(not torch.equal(exported[k], state["generator"][k].float()) for k in exported)
