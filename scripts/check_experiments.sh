@@ -16,7 +16,7 @@
 set -euo pipefail
 [ $# -ge 2 ] || { sed -n 2,15p "$0"; exit 2; }
 FACES=$1; OUT=$2; MINUTES=${3:-12}; shift $(( $# < 3 ? $# : 3 ))
-EXPERIMENTS=("$@"); [ ${#EXPERIMENTS[@]} -gt 0 ] || EXPERIMENTS=(oulu nyu afg gochiusa naruto recommended)
+EXPERIMENTS=("$@"); [ ${#EXPERIMENTS[@]} -gt 0 ] || EXPERIMENTS=(oulu nyu afg gochiusa naruto paper)
 HERE=$(cd "$(dirname "$0")" && pwd)
 mkdir -p "$OUT"
 for experiment in "${EXPERIMENTS[@]}"; do

@@ -28,10 +28,13 @@ def test_default_config_composes_to_the_documented_defaults():
     assert conf.optimizer.name == "adam" and conf.optimizer.lr == 5e-4 and conf.optimizer.betas == [0.0, 0.99]
     assert conf.batch_size == 64 and conf.device == "auto" and conf.model.minibatch_std
     assert conf.train.d_steps == 1 and conf.train.g_steps == 1
-    # ... which stay with that pairing: another model, or another optimizer, gets the schema's defaults.
+    # ... which stay with that pairing: another model (or any real dataset) trains the recipe
+    # for real faces (README's second table), without the synthetic run's minibatch std,
+    # DiffAugment and instance noise.
     other = resolve_config(compose_config(["model=dcgan32"]), ["model=dcgan32"], os.getcwd())
-    assert other.optimizer.lr == 2e-4 and other.optimizer.betas == [0.5, 0.999] and other.batch_size == 128
-    assert not other.model.minibatch_std and other.train.diffaugment == []
+    assert other.optimizer.lr == 5e-4 and other.optimizer.betas == [0.0, 0.99] and other.batch_size == 32
+    assert other.train.ema and other.loss.real_label == 0.9 and other.epochs == 40
+    assert not other.model.minibatch_std and other.train.diffaugment == [] and other.train.instance_noise == 0
     sgd = resolve_config(compose_config(["optimizer=sgd"]), ["optimizer=sgd"], os.getcwd())
     assert sgd.optimizer.betas == [0.5, 0.999] and sgd.batch_size == 64  # Adam's betas are not handed to SGD
 

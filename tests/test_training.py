@@ -126,7 +126,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
 def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
     run_training(tiny_conf("epochs=1", "optimizer.lr=1e-3"), tmp_path, show_progress=False)
     resume = str(tmp_path / "checkpoints" / "last.pt")
-    # The default lr (2e-4) is not re-applied: only keys named on the command line change.
+    # The default lr (5e-4) is not re-applied: only keys named on the command line change.
     from animegan.cli.compose import compose_config, resolve_config
 
     conf = resolve_config(compose_config([f"resume={resume}", "epochs=3"]), [f"resume={resume}", "epochs=3"], os.getcwd())
