@@ -32,6 +32,13 @@ def tiny_conf(*overrides: str, synthetic: bool = True):
     return resolve_config(compose_config(job), job, os.getcwd())
 
 
+def config_value(conf, dotted: str):
+    """conf's value at a dotted key ("optimizer.betas"); lists as plain lists."""
+    for part in dotted.split("."):
+        conf = getattr(conf, part)
+    return list(conf) if hasattr(conf, "__len__") and not isinstance(conf, str) else conf
+
+
 def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False, env=None):
     """Run an installed console script; return the CompletedProcess (text output)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0", **(env or {}))

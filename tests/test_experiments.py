@@ -19,7 +19,7 @@ from animegan.models import build_discriminator, build_generator, count_paramete
 from animegan.optimizers import build_optimizers
 from animegan.run import run_training
 from animegan.sampling import load_generator
-from conftest import standin_eval, tiny_conf
+from conftest import config_value, standin_eval, tiny_conf
 
 EXPERIMENTS = Path(animegan.__file__).parent / "configs" / "experiment"
 if not EXPERIMENTS.is_dir():  # editable install: the configs live at the repository root
@@ -138,19 +138,13 @@ SEEDS = {
 }
 
 
-def _get(conf, dotted):
-    for part in dotted.split("."):
-        conf = getattr(conf, part)
-    return list(conf) if hasattr(conf, "__len__") and not isinstance(conf, str) else conf
-
-
 @pytest.mark.parametrize("name", sorted(SEEDS))
 def test_seed_experiment_composes_to_its_seeds_recipe_not_to_animegans_defaults(name, faces):
     expected = SEEDS[name]
     # on its own dataset preset and on a folder the user gives (the paper's recipe has none)
     for conf in (compose(name), compose(name, "dataset=folder", f"dataset.root={faces}")):
-        wrong = {k: (v, _get(conf, k)) for k, v in expected.items()
-                 if not (k == "dataset.name" and conf.dataset.name == "folder") and _get(conf, k) != v}
+        wrong = {k: (v, config_value(conf, k)) for k, v in expected.items()
+                 if not (k == "dataset.name" and conf.dataset.name == "folder") and config_value(conf, k) != v}
         assert not wrong, f"experiment={name} (expected, composed): {wrong}"
 
 
