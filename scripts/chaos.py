@@ -36,9 +36,17 @@ COMMON = ["dataset.num_images=256", "model.ngf=16", "model.ndf=16", "batch_size=
 
 
 def train(args, run_dir: Path, env=None) -> subprocess.Popen:
+    """Start a training; its console output goes to <run_dir>.log (a pipe nobody reads while
+    it runs could fill up and stall it)."""
     command = [str(Path(sys.executable).parent / "animegan-train"), *COMMON, *args, f"hydra.run.dir={run_dir}"]
-    return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True)
+    with open(f"{run_dir}.log", "a") as log:
+        return subprocess.Popen(command, env={**os.environ, **(env or {})}, stdout=log, stderr=subprocess.STDOUT)
+
+
+def failed(what: str, run_dir: Path) -> SystemExit:
+    """The error to stop with: what failed, and the end of its console output."""
+    output = Path(f"{run_dir}.log").read_text(errors="replace")[-2000:]
+    return SystemExit(f"{what}; the end of its output ({run_dir}.log):\n{output}")
 
 
 def logged_steps(run_dir: Path) -> int:
@@ -95,8 +103,9 @@ def main() -> None:
     reference, chaos = a.out / "reference", a.out / "chaos"
     started = time.perf_counter()
     epochs = [f"epochs={a.epochs}"]
+    a.out.mkdir(parents=True)
     if train(epochs, reference).wait() != 0:
-        raise SystemExit("the reference run failed")
+        raise failed("the reference run failed", reference)
     duration = time.perf_counter() - started
 
     rng = random.Random(a.seed)
@@ -116,7 +125,7 @@ def main() -> None:
         if proc.poll() is not None:  # it reached the end before the kill
             report["finished_early"] += 1
             if proc.returncode != 0:
-                raise SystemExit(f"a resumed run failed: {proc.stderr.read()}")
+                raise failed("a resumed run failed", chaos)
             break
         writing = any(chaos.rglob(f".*.tmp-{proc.pid}"))  # this process's unfinished write
         os.kill(proc.pid, signal.SIGKILL)
@@ -135,7 +144,7 @@ def main() -> None:
         last_step = step
     final = train([*epochs, "resume=auto"], chaos)
     if final.wait() != 0:
-        raise SystemExit(f"the final resume failed: {final.stderr.read()}")
+        raise failed("the final resume failed", chaos)
     report["final_equals_uninterrupted"] = same_training(reference, chaos)
     report["torn_files"] += torn_files(chaos)
     report["ok"] = report["final_equals_uninterrupted"] and not report["torn_files"] and not report["went_back_further"]
