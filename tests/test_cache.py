@@ -73,7 +73,7 @@ def test_cache_files_and_manifest(tmp_path):
     root = make_folder(tmp_path / "faces")
     p = prepare(dconf(root), SIZE, progress=False)
     names = cache_files(root)
-    assert names == sorted(["16px.json", "16px.lock", p.data_path.name]) and p.data_path.suffix == ".npy"
+    assert names == sorted(["16px.json", p.data_path.name]) and p.data_path.suffix == ".npy"  # no lock left
     m = json.loads(p.manifest_path.read_text())
     assert m["source_root"] == str(root) and m["image_size"] == SIZE and m["format"] == cache.FORMAT
     assert m["options"] == {"crop": "center", "resize_filter": "lanczos", "min_size": 8, "dedupe": True,
@@ -108,7 +108,7 @@ def test_changed_files_rebuild(tmp_path, change, kept):
     assert after.built and after.manifest["kept"] == kept
     assert after.manifest["fingerprint"] != before.manifest["fingerprint"]
     assert not before.data_path.exists()  # the old data file is cleaned up
-    assert cache_files(root) == sorted(["16px.json", "16px.lock", after.data_path.name])
+    assert cache_files(root) == sorted(["16px.json", after.data_path.name])
     if change is _modify:
         assert not np.array_equal(after.images[3], before.images[3])
 
@@ -186,7 +186,7 @@ def test_nothing_usable_is_one_error_and_leaves_no_cache(tmp_path):
     (root / "b.png").write_bytes(b"")
     with pytest.raises(AnimeganError, match=r"dataset 't': none of the 2 image files .*(1 not an image|1 empty)"):
         prepare(dconf(root), SIZE, progress=False)
-    assert [n for n in cache_files(root) if not n.endswith(".lock")] == []
+    assert cache_files(root) == []
 
 
 def test_missing_and_empty_folders(tmp_path):
@@ -220,7 +220,7 @@ def test_interrupted_build_leaves_no_valid_looking_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cache, "decode_file", folder.decode_file)
     fresh = prepare(dconf(root), SIZE, progress=False)
     assert fresh.built and fresh.manifest["kept"] == 7
-    assert cache_files(root) == sorted(["16px.json", "16px.lock", fresh.data_path.name])
+    assert cache_files(root) == sorted(["16px.json", fresh.data_path.name])
 
 
 @pytest.mark.parametrize("damage", ["truncate", "manifest"])

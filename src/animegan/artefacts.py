@@ -9,7 +9,7 @@ from typing import List, Optional, Sequence
 import numpy as np
 import torch
 
-from animegan.files import atomic_replace
+from animegan.files import RUN_DIR_REMEDY, appending, atomic_replace
 
 LOSS_COLUMNS = ("loss_D", "loss_G", "D_x", "D_G_z")
 EVAL_COLUMNS = ("fid", "kid", "kid_std")
@@ -34,13 +34,13 @@ class MetricsLog:
             self._write(tmp, rows)
 
     def append(self, rows: Sequence[Sequence[float]]) -> None:
-        with open(self.path, "a", newline="") as f:
+        with appending(self.path) as f:  # a full disk: the file is cut back to whole rows, one-line error
             writer = csv.writer(f)
             for epoch, step, *values in rows:
                 writer.writerow([int(epoch), int(step), *(f"{v:.5f}" for v in values), *[""] * len(EVAL_COLUMNS)])
 
     def append_eval(self, epoch: int, step: int, fid: float, kid: float, kid_std: float) -> None:
-        with open(self.path, "a", newline="") as f:
+        with appending(self.path) as f:
             csv.writer(f).writerow([epoch, step, *[""] * len(LOSS_COLUMNS), f"{fid:.4f}", f"{kid:.6f}", f"{kid_std:.6f}"])
 
     def read(self) -> List[dict]:
@@ -83,10 +83,16 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 def save_image_grid(images: torch.Tensor, path: Path, nrow: int = 8) -> None:
     """Save images in [-1, 1] as one PNG grid (atomically)."""
+    write_png(tile_images(to_uint8(images), nrow), path)
+
+
+def write_png(pixels: np.ndarray, path: Path, remedy: str = RUN_DIR_REMEDY, durable: bool = True) -> None:
+    """A uint8 HxWx3 array as a PNG file, atomically (a full disk: one line, and any
+    previous file of that name stays as it was)."""
     from PIL import Image
 
-    with atomic_replace(Path(path)) as tmp:
-        Image.fromarray(tile_images(to_uint8(images), nrow)).save(tmp, format="PNG")
+    with atomic_replace(Path(path), remedy=remedy, durable=durable) as tmp:
+        Image.fromarray(pixels).save(tmp, format="PNG")
 
 
 def plot_losses(metrics_csv: Path, out_png: Path) -> None:

@@ -11,6 +11,7 @@ Both hold only tensors, numbers, strings, lists and dicts, so they load with
 
 from __future__ import annotations
 
+import io
 import pickle
 import zipfile
 from pathlib import Path
@@ -19,7 +20,7 @@ from typing import Any, Dict
 import torch
 
 from animegan.errors import AnimeganError
-from animegan.files import atomic_replace
+from animegan.files import write_bytes_atomically
 
 TRAINING_FORMAT = "animegan-training-state"
 GENERATOR_FORMAT = "animegan-generator"
@@ -34,9 +35,14 @@ REQUIRED = {
 
 
 def save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
-    """Write `obj` to `path` atomically: the previous file survives any crash mid-write."""
-    with atomic_replace(Path(path)) as tmp:
-        torch.save(obj, tmp)
+    """Write `obj` to `path` atomically: the previous file survives any crash mid-write.
+
+    Serialised in memory first: its size is then checked against the free space before
+    anything is written, and a full disk raises OSError from a plain write (PyTorch's own
+    file writer fails with a RuntimeError that does not say why)."""
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_bytes_atomically(Path(path), buffer.getbuffer())
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

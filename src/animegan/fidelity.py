@@ -14,6 +14,7 @@ estimator. This module owns the plumbing around it:
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import os
 import socket
@@ -25,7 +26,7 @@ import torch
 
 from animegan.data.bank import images_fingerprint
 from animegan.errors import AnimeganError
-from animegan.files import atomic_replace
+from animegan.files import write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -186,14 +187,14 @@ def reference_features(images: torch.Tensor, extractor: FeatureExtractor, conf, 
     chunks = (real[i:i + 1024] for i in range(0, len(real), 1024))
     features = extractor(chunks, total=len(real), desc="reference features")
     reference = {"format": REFERENCE_FORMAT, "version": REFERENCE_VERSION, "features": features, "protocol": protocol}
+    buffer = io.BytesIO()
+    torch.save(reference, buffer)
     try:
-        with atomic_replace(path) as tmp:
-            torch.save(reference, tmp)
+        write_bytes_atomically(path, buffer.getbuffer(), remedy="set eval.stats_dir to a folder with space")
         log.info("FID reference features of %d real images computed in %.1fs, cached in %s",
                  len(real), time.perf_counter() - started, path)
-    except OSError as exc:
-        log.warning("FID reference features computed but not cached (%s: %s); set eval.stats_dir to a writable "
-                    "folder", path.parent, exc.strerror)
+    except AnimeganError as exc:  # the run goes on; the next one computes them again
+        log.warning("FID reference features computed but not cached: %s", exc)
     return reference
 
 

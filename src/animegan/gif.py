@@ -7,10 +7,11 @@ from typing import List, Sequence
 
 from PIL import Image
 
-from animegan.files import atomic_replace
+from animegan.files import RUN_DIR_REMEDY, atomic_replace
 
 
-def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 100, last_frame_ms: int = 0) -> None:
+def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 100, last_frame_ms: int = 0,
+             remedy: str = RUN_DIR_REMEDY) -> None:
     """Write frames as a looping GIF (atomically). `last_frame_ms` holds the last frame longer."""
     frames = [f.convert("RGB") for f in frames]
     if not frames:
@@ -20,7 +21,7 @@ def save_gif(frames: Sequence[Image.Image], path: Path, frame_ms: int = 100, las
         durations[-1] = last_frame_ms
     # One adaptive palette per frame; no dithering keeps flat anime colours flat.
     quantized = [f.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for f in frames]
-    with atomic_replace(Path(path)) as tmp:
+    with atomic_replace(Path(path), remedy=remedy) as tmp:
         quantized[0].save(tmp, format="GIF", save_all=True, append_images=quantized[1:], duration=durations, loop=0,
                           optimize=False, disposal=1)
 

@@ -12,13 +12,16 @@ other process of a multi-process run gets an inactive logger.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 
 from animegan.artefacts import MetricsLog, plot_losses, save_image_grid
+from animegan.errors import AnimeganError
 
 log = logging.getLogger("animegan")
 
@@ -34,10 +37,7 @@ class RunLogger:
         self.plot = bool(csv is not None and csv.plot)
         self.tensorboard = None
         if active and logger_conf.tensorboard is not None:
-            from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
-
-            self.tensorboard = SummaryWriter(str(self.run_dir / "tensorboard"),
-                                             flush_secs=logger_conf.tensorboard.flush_secs)
+            self.tensorboard = TensorBoard(self.run_dir / "tensorboard", logger_conf.tensorboard.flush_secs)
         self.last_row: Optional[Sequence[float]] = None  # the newest step's metrics, for the epoch line
         self.plotted_step: Optional[float] = -1  # the newest step losses.png shows (-1: not drawn yet)
 
@@ -54,10 +54,11 @@ class RunLogger:
         if self.csv is not None:
             self.csv.append(rows)
         if self.tensorboard is not None:
-            for epoch, step, *values in rows:
-                for name, value in zip(LOSS_SCALARS.values(), values):
-                    self.tensorboard.add_scalar(name, value, int(step))
-            self.tensorboard.add_scalar("speed/images per second", images_per_second, int(rows[-1][1]))
+            with self.tensorboard.writing() as writer:
+                for epoch, step, *values in rows:
+                    for name, value in zip(LOSS_SCALARS.values(), values):
+                        writer.add_scalar(name, value, int(step))
+                writer.add_scalar("speed/images per second", images_per_second, int(rows[-1][1]))
 
     def evaluation(self, epoch: int, step: int, result: Dict[str, Any], trend: str, improved: bool) -> None:
         n_real = result["protocol"]["n_real"]
@@ -67,8 +68,9 @@ class RunLogger:
         if self.csv is not None:
             self.csv.append_eval(epoch, step, result["fid"], result["kid"], result["kid_std"])
         if self.tensorboard is not None:
-            for name in ("fid", "kid"):
-                self.tensorboard.add_scalar(f"quality/{name.upper()}", result[name], step)
+            with self.tensorboard.writing() as writer:
+                for name in ("fid", "kid"):
+                    writer.add_scalar(f"quality/{name.upper()}", result[name], step)
 
     def grid(self, images: torch.Tensor, name: str, step: int) -> None:
         """samples/<name>.png from images in [-1, 1], and the same grid in TensorBoard."""
@@ -79,7 +81,8 @@ class RunLogger:
             from animegan.artefacts import tile_images, to_uint8
 
             grid = tile_images(to_uint8(images), self.nrow)
-            self.tensorboard.add_image("samples (fixed noise)", grid, step, dataformats="HWC")
+            with self.tensorboard.writing() as writer:
+                writer.add_image("samples (fixed noise)", grid, step, dataformats="HWC")
 
     def epoch_done(self, epoch: int, epochs: int, seconds: float, step: int, skipped: Optional[Dict[str, int]]) -> None:
         if not self.active:
@@ -91,7 +94,8 @@ class RunLogger:
                  if skipped else "")
         self.plot_losses()
         if self.tensorboard is not None:
-            self.tensorboard.flush()
+            with self.tensorboard.writing() as writer:
+                writer.flush()
 
     def plot_losses(self) -> None:
         """Redraw losses.png from metrics.csv, unless it already shows the newest step."""
@@ -111,12 +115,65 @@ class RunLogger:
 
             write_timelapse(self.samples_dir)
         if self.tensorboard is not None:
-            self.tensorboard.add_hparams(hparams, {f"final/{k}": v for k, v in final.items()}, run_name=".")
+            with self.tensorboard.writing() as writer:
+                writer.add_hparams(hparams, {f"final/{k}": v for k, v in final.items()}, run_name=".")
 
-    def close(self) -> None:
+    def close(self, quiet: bool = False) -> None:
+        """Close the TensorBoard writer; `quiet`: a write error is not raised (the run is
+        already ending with an error of its own, which is the one to report)."""
         if self.tensorboard is not None:
-            self.tensorboard.close()
-            self.tensorboard = None
+            tensorboard, self.tensorboard = self.tensorboard, None
+            try:
+                with tensorboard.writing() as writer:
+                    writer.close()
+            except AnimeganError:
+                if not quiet:
+                    raise
+
+
+class TensorBoard:
+    """A SummaryWriter whose write errors are one line. Its events are written by a thread
+    of its own: a full disk fails there first (quietly: see _quiet_writer_thread) and the
+    writer raises the OSError again at the next call in the training thread."""
+
+    def __init__(self, folder: Path, flush_secs: int):
+        from torch.utils.tensorboard import SummaryWriter  # needs the tensorboard package
+
+        _quiet_writer_thread()
+        self.folder = Path(folder)
+        with _one_line_errors(self.folder):
+            self.writer = SummaryWriter(str(self.folder), flush_secs=flush_secs)
+
+    @contextlib.contextmanager
+    def writing(self) -> Iterator[Any]:
+        """The SummaryWriter, for a block of writes whose OSError becomes one line."""
+        with _one_line_errors(self.folder):
+            yield self.writer
+
+
+@contextlib.contextmanager
+def _one_line_errors(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    except OSError as exc:
+        raise AnimeganError(f"could not write the TensorBoard events in {folder} ({exc.strerror or exc}); the "
+                            "events written before are kept; free some space, or log without TensorBoard "
+                            "(logger=csv)") from None
+
+
+def _quiet_writer_thread() -> None:
+    """No traceback from TensorBoard's writer thread for an OSError (a full disk): the
+    training thread gets the same error at its next write, as one line (TensorBoard)."""
+    if getattr(threading.excepthook, "animegan", False):
+        return
+    previous = threading.excepthook
+
+    def hook(args) -> None:
+        if not (issubclass(args.exc_type, OSError) and type(args.thread).__module__.startswith("tensorboard.")):
+            previous(args)
+
+    hook.animegan = True
+    threading.excepthook = hook
 
 
 def flat_hparams(config: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:

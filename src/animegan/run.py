@@ -167,6 +167,7 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
     logger = RunLogger(run_dir, conf.logger, conf.output.nrow, active=group.ranks.is_main)
     k = conf.checkpoint
     out = Outputs(logger, CheckpointFiles(run_dir, group, k.keep_every, k.snapshot_every, k.snapshot_minutes), evaluator)
+    ended_well = False
     try:
         history = plan.parent_run / "metrics.csv" if plan is not None and plan.branch and plan.parent_run else None
         logger.start(resume_step=state.step, history=history)
@@ -183,9 +184,11 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
         done, seconds = state.step - start_step, time.perf_counter() - started
         log.info("trained %d steps in %.1fs (%.0f images/s); stopped: %s", done, seconds,
                  done * conf.batch_size / max(seconds, 1e-9), reason.value)
-        return finish_run(conf, state, reason, out, stops, run_dir)
+        result = finish_run(conf, state, reason, out, stops, run_dir)
+        ended_well = True
+        return result
     finally:
-        logger.close()
+        logger.close(quiet=not ended_well)  # an error of the run itself is the one to report
 
 
 def finish_run(conf: TrainConfig, state: TrainingState, reason: StopReason, out: Outputs, stops: StopRequests,

@@ -4,13 +4,13 @@ A second `animegan-train` pointed at a directory another one is writing to would
 two runs' checkpoints and metrics. A training holds an exclusive `flock` on
 <run>/.animegan.lock for as long as it lives; the kernel drops the lock when the process
 ends, however it ends (kill -9 and power cuts included), so a crashed run never leaves a
-stale lock behind. The file itself says who holds it, for the error message.
+stale lock behind; a run that ends deletes the file. The file says who holds it, for the
+error message.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import socket
 import time
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Dict
 
 from animegan.errors import AnimeganError
+from animegan.files import drop_lock_file, take_lock_file
 
 LOCK_NAME = ".animegan.lock"
 _held: Dict[Path, int] = {}  # the run directories this process holds, with the open lock file
@@ -30,25 +31,27 @@ def lock_run_directory(run_dir: Path) -> bool:
     if run_dir in _held:
         return False
     run_dir.mkdir(parents=True, exist_ok=True)
-    fd = os.open(run_dir / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another process"
-        os.close(fd)
+    fd = take_lock_file(run_dir / LOCK_NAME, wait=False)
+    if fd is None:
+        try:
+            holder = (run_dir / LOCK_NAME).read_text(errors="replace")[:200].strip()
+        except OSError:  # it ended just now
+            holder = ""
+        holder = holder or "another process"
         raise AnimeganError(f"another training is writing to {run_dir} ({holder}); wait for it to end, or train "
                             "into another directory (hydra.run.dir=...)") from None
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
+    with contextlib.suppress(OSError):  # who holds it, for the message above; a full disk may refuse it
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
     _held[run_dir] = fd
     return True
 
 
 def release_run_directory(run_dir: Path) -> None:
-    fd = _held.pop(Path(run_dir).absolute(), None)
+    run_dir = Path(run_dir).absolute()
+    fd = _held.pop(run_dir, None)
     if fd is not None:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        drop_lock_file(run_dir / LOCK_NAME, fd)
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ MAX_IMAGES = 1_000_000  # with --save-individual: a million PNG files is already
 MAX_BATCH = 4096
 MAX_SEED = 2**32 - 1
 MIN_TRUNCATION = 0.05  # below, redrawing latents until every |z| fits takes ever longer
+OUT_REMEDY = "free some space or write elsewhere (--out, --save-individual)"
 
 
 def parse_args(argv):
@@ -101,8 +102,7 @@ def run(args) -> None:
         raise AnimeganError(f"--n {args.n} is more than one grid holds ({MAX_GRID}); add --save-individual DIR "
                             f"to write every image as its own file (the grid then shows the first {MAX_GRID})")
     import torch
-    from PIL import Image
-    from animegan.artefacts import tile_images
+    from animegan.artefacts import tile_images, write_png
 
     from animegan.device import select_device
     from animegan.sampling import generate, load_generator
@@ -125,14 +125,13 @@ def run(args) -> None:
         if done < MAX_GRID:
             chunks.append(images[: MAX_GRID - done])
         if args.save_individual:
-            for k, image in enumerate(images):
-                Image.fromarray(image.permute(1, 2, 0).numpy()).save(args.save_individual / f"{done + k:06d}.png")
+            for k, image in enumerate(images):  # not fsynced one by one: a crash only means sampling again
+                write_png(image.permute(1, 2, 0).numpy(), args.save_individual / f"{done + k:06d}.png",
+                          OUT_REMEDY, durable=False)
         done += len(images)
     images = torch.cat(chunks)
     nrow = args.nrow or max(1, int(round(len(images) ** 0.5)))
-    grid = tile_images(images, nrow)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    write_png(tile_images(images, nrow), out, OUT_REMEDY)
     print(f"wrote {out} ({len(images)} images, {time.perf_counter() - started:.2f}s)")
     if args.save_individual:
         print(f"wrote {args.n} images to {args.save_individual}/")
@@ -142,7 +141,7 @@ def write_interpolation(generator, args, out: Path) -> None:
     """The grid (row i: key i -> key i+1, end key included) and the GIF of the whole closed
     walk (every row without its end key, so the loop has no repeated frame)."""
     from PIL import Image
-    from animegan.artefacts import tile_images
+    from animegan.artefacts import tile_images, write_png
 
     from animegan.gif import save_gif
     from animegan.sampling import interpolate
@@ -151,8 +150,6 @@ def write_interpolation(generator, args, out: Path) -> None:
         raise AnimeganError("--save-individual does not combine with --interpolate")
     walk = interpolate(generator, args.n, args.interpolate, seed=args.seed, truncation=args.truncation)
     keys, cols = walk.shape[:2]
-    grid = tile_images(walk.flatten(0, 1), args.nrow or cols)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(grid).save(out)
+    write_png(tile_images(walk.flatten(0, 1), args.nrow or cols), out, OUT_REMEDY)
     frames = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in walk[:, :-1].flatten(0, 1)]
-    save_gif(frames, out.with_suffix(".gif"), frame_ms=args.frame_ms)
+    save_gif(frames, out.with_suffix(".gif"), frame_ms=args.frame_ms, remedy=OUT_REMEDY)

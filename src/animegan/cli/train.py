@@ -30,7 +30,7 @@ from animegan.config import register_schema
 from animegan.errors import AnimeganError, one_line
 from animegan.files import atomic_replace
 from animegan.resume import find_newest_state, is_newest_state, run_dir_of
-from animegan.runlock import lock_run_directory
+from animegan.runlock import lock_run_directory, release_run_directory
 
 MAX_CHECKED_SWEEP_JOBS = 256
 # Hydra's flags that choose what the command does; Hydra allows one (several: its own traceback)
@@ -41,6 +41,9 @@ HYDRA_MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "-
 
 def main() -> None:
     argv = sys.argv[1:]
+    # A log line that cannot reach train.log (a full disk) is dropped, not a traceback on
+    # the console: the write that fails next reports the full disk in one line.
+    logging.raiseExceptions = False
     register_local_configs()
     register_schema()
     try:
@@ -52,7 +55,11 @@ def main() -> None:
         fail("animegan-train", exc)
     if not torchrun_environment(os.environ):
         sys.argv = [sys.argv[0], *argv]
-        _hydra_main()
+        try:
+            _hydra_main()
+        finally:
+            if run_dir is not None:
+                release_run_directory(run_dir)  # and delete its lock file
         return
     from animegan.distributed import ProcessGroup, Ranks  # torch: kept off the --help path
 

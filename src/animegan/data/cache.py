@@ -8,12 +8,15 @@ point leaves either the previous complete cache or none, never one that looks va
 
 The cache is reused only while the manifest matches exactly: the same files (relative
 paths, sizes, mtimes), resolution, crop, filter and cleaning options. Anything else
-rebuilds it. A lock file serialises two processes preparing the same cache at once.
+rebuilds it. A lock file serialises two processes preparing the same cache at once (and is
+deleted when the preparation ends). The space the data file needs is checked before any
+file is decoded.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -35,18 +38,14 @@ from animegan.data.folder import (
 )
 from animegan.data.workers import default_workers, pool_context
 from animegan.errors import AnimeganError
-from animegan.files import atomic_replace
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: no lock, concurrent preparations are then unsupported
-    fcntl = None
+from animegan.files import atomic_replace, drop_lock_file, take_lock_file
 
 log = logging.getLogger(__name__)
 
 FORMAT = 1  # bump when the data layout or the decoding changes: old caches then rebuild
 POOL_MIN_FILES = 256  # below this a worker pool costs more than it saves
 DUPLICATE, NEAR_DUPLICATE = "duplicate", "near-duplicate"
+CACHE_REMEDY = "free some space or put the cache elsewhere (dataset.cache_dir=/a/folder/with/space)"
 
 
 @dataclass
@@ -127,19 +126,14 @@ def _writable(folder: Path, required: bool) -> Optional[Path]:
 
 @contextlib.contextmanager
 def _locked(lock_path: Path) -> Iterator[None]:
-    if fcntl is None:
+    fd = take_lock_file(lock_path, wait=False)
+    if fd is None:
+        log.info("waiting for another process preparing %s", lock_path.parent)
+        fd = take_lock_file(lock_path, wait=True)
+    try:
         yield
-        return
-    with open(lock_path, "a") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            log.info("waiting for another process preparing %s", lock_path.parent)
-            fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+    finally:
+        drop_lock_file(lock_path, fd)
 
 
 def _valid_manifest(path: Path, key: dict) -> Optional[dict]:
@@ -171,27 +165,30 @@ def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dic
     kept, dropped, notes, dropped_files = 0, Counter(), Counter(), []
     workers = conf.workers or default_workers()
     paths = [os.path.join(root, f.rel) for f in files]
-    with atomic_replace(folder / data_file) as tmp:
-        # Each image goes straight into the memory-mapped file, so the build keeps no copy
-        # of its own (the kernel writes the pages back as it likes); the rows left unused
+    shape = (len(files), 3, spec.size, spec.size)
+    header = _npy_header(shape)
+    needed = len(header) + int(np.prod(shape))  # known before a single file is decoded
+    with atomic_replace(folder / data_file, needed, remedy=CACHE_REMEDY) as tmp:
+        # Each image is appended to the file as it arrives (no copy of the data set in
+        # memory), into space reserved up front: a disk that fills meanwhile fails here,
+        # with an error, not later through a memory map with SIGBUS. The rows left unused
         # by dropped files are cut off at the end.
-        out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(len(files), 3, spec.size, spec.size))
-        with _decoded(paths, spec, workers) as results, tqdm(
+        with open(tmp, "wb") as out, _decoded(paths, spec, workers) as results, tqdm(
             total=len(files), desc=f"preparing {conf.name} at {spec.size}px", unit="img", disable=not progress,
             leave=False, mininterval=0.5, dynamic_ncols=True,
         ) as bar:
+            _reserve(out, needed)
+            out.write(header)
             for f, d in zip(files, results):
                 reason = d.reason or duplicates.check(d)
                 if reason:
                     dropped[reason] += 1
                     dropped_files.append([_printable(f.rel), reason])
                 else:
-                    out[kept] = d.image
+                    out.write(np.ascontiguousarray(d.image, dtype=np.uint8).data)
                     kept += 1
                     notes.update(d.notes)
                 bar.update()
-        out.flush()
-        del out
         if kept == 0:
             summary = ", ".join(f"{n} {r}" for r, n in dropped.most_common())
             raise AnimeganError(f"dataset '{conf.name}': none of the {len(files)} image files below {root} "
@@ -235,6 +232,23 @@ class _Duplicates:
             self.hashes[self.count] = h
             self.count += 1
         return ""
+
+
+def _npy_header(shape: tuple) -> bytes:
+    """The .npy header of a uint8 array of `shape` (what np.save writes before the data)."""
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "|u1", "fortran_order": False, "shape": shape})
+    return header.getvalue()
+
+
+def _reserve(f, size: int) -> None:
+    """Allocate `size` bytes of the file's blocks now, where the file system can."""
+    if hasattr(os, "posix_fallocate"):
+        try:
+            os.posix_fallocate(f.fileno(), 0, size)
+        except OSError as exc:
+            if exc.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
 
 
 def _shrink_npy(path: Path, kept: int) -> int:
