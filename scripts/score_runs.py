@@ -33,7 +33,8 @@ import torch
 from PIL import Image
 
 from animegan.artefacts import tile_images
-from animegan.sampling import generate, load_generator
+from animegan.sampling import generate
+from animegan.face_generator import load_generator
 
 FD_LINE = re.compile(r"FD32 ([0-9.]+)\s+FD64 ([0-9.]+)")
 MINUTES = re.compile(r"-([0-9.e+-]+)min\.pt$")  # generator-<M>min.pt: a snapshot after M minutes of training
@@ -83,7 +84,7 @@ def score(export: Path, fd: str, fd_args: str) -> dict:
 
 def faces_of(export: Path, n: int = 64) -> torch.Tensor:
     """The grid's faces: n uint8 images from latent seed 0, as `animegan-sample --seed 0` draws them."""
-    return next(generate(load_generator(export, torch.device("cpu")), n, seed=0, chunk=n))
+    return next(generate(load_generator(export, torch.device("cpu")).network, n, seed=0, chunk=n))
 
 
 def pair_distances(faces: torch.Tensor) -> tuple:

@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 
 from animegan.checkpoint import load_checkpoint, save_checkpoint
-from animegan.sampling import generate, load_generator
+from animegan.sampling import generate
+from animegan.face_generator import load_generator
 
 MB = 2**20
 
@@ -45,8 +46,8 @@ def main() -> None:
     save_checkpoint(half_precision(export), args.out)
 
     cpu = torch.device("cpu")
-    full = torch.cat(list(generate(load_generator(args.export, cpu), args.n, seed=0))).float()
-    half = torch.cat(list(generate(load_generator(args.out, cpu), args.n, seed=0))).float()
+    full = torch.cat(list(generate(load_generator(args.export, cpu).network, args.n, seed=0))).float()
+    half = torch.cat(list(generate(load_generator(args.out, cpu).network, args.n, seed=0))).float()
     diff = (full - half).abs()
     print(f"wrote {args.out}: {args.out.stat().st_size / MB:.2f} MB (was {args.export.stat().st_size / MB:.2f} MB)")
     print(f"fp16 against fp32 weights, {args.n} faces, 8-bit pixels: mean |diff| {diff.mean():.3f}, "

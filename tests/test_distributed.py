@@ -26,7 +26,7 @@ NO_BATCH_STATISTICS = ["model.g_batchnorm=false", "model.d_batchnorm=false", "mo
 def torchrun(args, cwd: Path, processes: int = 2, check: bool = True) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
     result = subprocess.run([str(BIN / "torchrun"), "--standalone", f"--nproc_per_node={processes}", "-m",
-                             "animegan.train", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+                             "animegan", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"torchrun {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result

@@ -9,7 +9,7 @@ import torch
 from animegan.ema import GeneratorEMA, batchnorms, calibrate
 from animegan.models import Generator
 from animegan.run import run_training
-from animegan.sampling import load_generator
+from animegan.face_generator import load_generator
 from conftest import load_state, tiny_conf
 
 
@@ -95,7 +95,7 @@ def test_exported_average_has_batchnorm_statistics_of_its_own_weights(tmp_path):
     statistics, which match no network; this fails on such an export."""
     run_training(tiny_conf("train.ema=true", "train.ema_kimg=0.05", "epochs=2"), tmp_path, show_progress=False)
     export = tmp_path / "checkpoints" / "generator.pt"
-    _assert_statistics_match(load_generator(export, torch.device("cpu")), nz=100)
+    _assert_statistics_match(load_generator(export, torch.device("cpu")).network, nz=100)
     last = load_state(tmp_path / "checkpoints" / "last.pt")
     state = load_state(export)["state_dict"]
     assert all(torch.equal(v, last["generator_ema"][k].float()) for k, v in state.items())  # last.pt samples the same
@@ -108,5 +108,5 @@ def test_snapshots_at_given_minutes_hold_the_shown_generator(tmp_path):
     first = load_state(tmp_path / "snapshots" / "generator-1e-09min.pt")
     assert first["step"] == 2 and (tmp_path / "snapshots" / "generator-1e-08min.pt").is_file()
     assert load_state(tmp_path / "checkpoints" / "generator.pt")["step"] == 4
-    _assert_statistics_match(load_generator(tmp_path / "snapshots" / "generator-1e-09min.pt", torch.device("cpu")),
+    _assert_statistics_match(load_generator(tmp_path / "snapshots" / "generator-1e-09min.pt", torch.device("cpu")).network,
                              nz=100)

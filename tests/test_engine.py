@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from animegan.run import run_training
-from animegan.sampling import load_generator
+from animegan.face_generator import load_generator
 from animegan.stopping import StopReason
 from conftest import BIN, TINY, load_state, run_cli, tiny_conf
 from test_training import _assert_same_weights, _rows
@@ -102,7 +102,7 @@ def test_network_snapshots_are_small_sampleable_and_apart_from_the_training_stat
     weights = load_state(snap)["state_dict"]
     ema = load_state(last)["generator_ema"]
     assert all(torch.equal(weights[k], ema[k].float()) for k in weights)  # the EMA weights, as the export has
-    generator = load_generator(snap, torch.device("cpu"))
+    generator = load_generator(snap, torch.device("cpu")).network
     assert generator(torch.randn(2, generator.nz)).shape == (2, 3, 64, 64)
 
 

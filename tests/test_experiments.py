@@ -18,7 +18,7 @@ from animegan.losses import build_loss
 from animegan.models import build_discriminator, build_generator, count_parameters
 from animegan.optimizers import build_optimizers
 from animegan.run import run_training
-from animegan.sampling import load_generator
+from animegan.face_generator import load_generator
 from conftest import config_value, standin_eval, tiny_conf
 
 EXPERIMENTS = Path(animegan.__file__).parent / "configs" / "experiment"
@@ -93,7 +93,7 @@ def test_oulu_trains_the_papers_dcgan_with_its_adam_settings(tmp_path, faces):
 def test_afg_exports_afg_pt_that_sampling_loads(tmp_path, faces):
     _, export, _ = run_experiment("afg", tmp_path / "run", faces)
     assert export.name == "afg.pt"
-    generator = load_generator(export, torch.device("cpu"))
+    generator = load_generator(export, torch.device("cpu")).network
     assert generator(torch.randn(2, generator.nz)).shape == (2, 3, 64, 64)
 
 

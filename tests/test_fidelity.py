@@ -30,7 +30,7 @@ from animegan.data.bank import images_fingerprint
 from animegan.data.synthetic import render_faces
 from animegan.errors import AnimeganError
 from animegan.run import run_training
-from animegan.sampling import load_generator
+from animegan.face_generator import load_generator
 from conftest import STANDIN, load_state, register_standin_extractor, run_cli, tiny_conf
 
 @pytest.fixture
@@ -243,7 +243,7 @@ def test_real_inception_code_path_with_a_local_weights_file(tmp_path):
 def load_generator_from_tiny_run(tmp_path: Path, image_size: int = 64):
     run = tmp_path / f"run{image_size}"
     conf = tiny_conf(f"model=dcgan{image_size}", "model.ngf=8", "model.ndf=8", "output.sample_every=0")
-    return load_generator(run_training(conf, run, show_progress=False).export, torch.device("cpu"))
+    return load_generator(run_training(conf, run, show_progress=False).export, torch.device("cpu")).network
 
 
 # --- animegan-eval ------------------------------------------------------------------------------------------------
@@ -320,7 +320,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
     assert best["format"] == TRAINING_FORMAT and best["epoch"] == 1 + int(np.argmin(fids))
     last = load_state(run / "checkpoints" / "last.pt")
     assert last["fid"]["best_fid"] == pytest.approx(min(fids), abs=1e-3)
-    load_generator(run / "checkpoints" / "best.pt", torch.device("cpu"))  # animegan-sample can use it
+    load_generator(run / "checkpoints" / "best.pt", torch.device("cpu")).network  # animegan-sample can use it
     from PIL import Image
 
     assert Image.open(run / "losses.png").size == (900, 700)  # a FID panel under the losses (450 px high without)

@@ -10,7 +10,8 @@ import torch
 from PIL import Image
 
 from animegan.run import run_training
-from animegan.sampling import generate, load_generator
+from animegan.sampling import generate
+from animegan.face_generator import load_generator
 from conftest import run_cli, tiny_conf
 
 
@@ -35,13 +36,13 @@ def test_sample_grid_from_either_checkpoint(trained, tmp_path, name):
 
 
 def test_both_checkpoint_kinds_give_the_same_faces(trained):
-    a = torch.cat(list(generate(load_generator(trained / "generator.pt", torch.device("cpu")), 8, seed=3)))
-    b = torch.cat(list(generate(load_generator(trained / "last.pt", torch.device("cpu")), 8, seed=3)))
+    a = torch.cat(list(generate(load_generator(trained / "generator.pt", torch.device("cpu")).network, 8, seed=3)))
+    b = torch.cat(list(generate(load_generator(trained / "last.pt", torch.device("cpu")).network, 8, seed=3)))
     assert torch.equal(a, b)
 
 
 def test_large_n_is_generated_in_chunks_with_the_same_result(trained):
-    g = load_generator(trained / "generator.pt", torch.device("cpu"))
+    g = load_generator(trained / "generator.pt", torch.device("cpu")).network
     chunks = list(generate(g, 300, seed=1, chunk=128))
     assert [len(c) for c in chunks] == [128, 128, 44]
     assert torch.equal(torch.cat(chunks), torch.cat(list(generate(g, 300, seed=1, chunk=300))))

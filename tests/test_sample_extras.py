@@ -7,7 +7,8 @@ import torch
 from PIL import Image
 
 from animegan.run import run_training
-from animegan.sampling import generate, interpolate, latents, load_generator, slerp, truncate_
+from animegan.sampling import generate, interpolate, latents, slerp, truncate_
+from animegan.face_generator import load_generator
 from conftest import run_cli, tiny_conf
 
 
@@ -40,14 +41,14 @@ def test_truncation_redraws_large_entries_deterministically():
 
 
 def test_truncated_faces_do_not_depend_on_the_chunk_size(trained):
-    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu"))
+    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu")).network
     a = torch.cat(list(generate(g, 300, seed=5, chunk=64, truncation=0.5)))
     b = torch.cat(list(generate(g, 300, seed=5, chunk=300, truncation=0.5)))
     assert torch.equal(a, b)
 
 
 def test_interpolation_rows_start_and_end_at_the_key_faces(trained):
-    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu"))
+    g = load_generator(trained / "checkpoints" / "generator.pt", torch.device("cpu")).network
     walk = interpolate(g, keys=3, steps=4, seed=1)
     assert walk.shape == (3, 5, 3, 64, 64) and walk.dtype == torch.uint8
     keys = torch.cat(list(generate(g, 3, seed=1)))
@@ -85,8 +86,8 @@ def test_spectral_norm_generator_with_ema_samples_the_same_from_both_checkpoints
     run_training(tiny_conf("model.g_spectral_norm=true", "model.g_dropout=0.2", "model.g_leaky_slope=0.1",
                            "train.ema=true"), tmp_path, show_progress=False)
     cpu = torch.device("cpu")
-    a = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "generator.pt", cpu), 6, seed=2)))
-    b = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "last.pt", cpu), 6, seed=2)))
+    a = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "generator.pt", cpu).network, 6, seed=2)))
+    b = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "last.pt", cpu).network, 6, seed=2)))
     assert torch.equal(a, b) and a.float().std() > 1
 
 

@@ -11,9 +11,9 @@ from conftest import run_cli
 from PIL import Image
 
 from animegan.checkpoint import GENERATOR_FORMAT, load_checkpoint
-from animegan.cli.sample import resolve_checkpoint
+from animegan.face_generator import resolve_checkpoint
 from animegan.config import validate_model
-from animegan.sampling import load_generator
+from animegan.face_generator import load_generator
 
 REPO = Path(__file__).resolve().parents[1]
 AFG = REPO / "checkpoints" / "afg.pt"
@@ -26,7 +26,7 @@ def test_shipped_generator_is_small_safe_and_valid():
     assert {v.dtype for v in raw["state_dict"].values() if v.is_floating_point()} == {torch.float16}
     validate_model(raw["model"], "afg.pt")  # its config is one animegan accepts
     assert raw["model"]["image_size"] == 64
-    generator = load_generator(AFG, torch.device("cpu"))
+    generator = load_generator(AFG, torch.device("cpu")).network
     assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in generator.parameters())
     assert str(load_checkpoint(AFG)["config"]["dataset"]["root"]) == "anime-faces-96"  # no path of the machine it was trained on
 

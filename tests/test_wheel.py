@@ -60,7 +60,7 @@ def test_wheel_ships_the_configs_and_trains_and_samples_from_elsewhere(wheel_ven
 
 
 def test_the_wheel_ships_afg_and_samples_it_by_name_from_anywhere(wheel_venv, tmp_path):
-    found = _run([wheel_venv / "python", "-c", "from animegan.cli.sample import resolve_checkpoint as r; print(r('afg.pt'))"],
+    found = _run([wheel_venv / "python", "-c", "from animegan.face_generator import resolve_checkpoint as r; print(r('afg.pt'))"],
                  tmp_path)
     assert found.returncode == 0, found.stderr
     assert "site-packages" in found.stdout and str(REPO) not in found.stdout  # the wheel's copy

@@ -1,4 +1,4 @@
-"""Many processes, one run: `torchrun --nproc_per_node=N -m animegan.train ...`.
+"""Many processes, one run: `torchrun --nproc_per_node=N -m animegan ...`.
 
 torchrun starts N copies of the program and tells each its place (RANK, WORLD_SIZE,
 LOCAL_RANK, MASTER_ADDR/PORT in the environment). Each process trains on its own slice of

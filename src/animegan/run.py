@@ -45,12 +45,15 @@ log = logging.getLogger("animegan")
 
 @dataclass
 class RunResult:
+    """How a training run ended: why it stopped, how far it got, and where its files are."""
+
     reason: StopReason
     epoch: int  # epochs done
     step: int  # steps done
     export: Optional[Path]  # the exported generator (None when the run was interrupted)
     final: Dict[str, float] = field(default_factory=dict)  # the last logged loss_D, loss_G, D_x, D_G_z
     best_fid: Optional[float] = None
+    run_dir: Optional[Path] = None  # checkpoints/, samples/, metrics.csv, losses.png, train.log
 
 
 class Interrupted(Exception):
@@ -214,7 +217,7 @@ def finish_run(conf: TrainConfig, state: TrainingState, reason: StopReason, out:
     if best is not None:
         log.info("best FID %.2f at epoch %d: %s", best, state.fid.best_epoch, run_dir / "checkpoints" / "best.pt")
     out.logger.finish(flat_hparams(state.config), {**final, **({"best_fid": best} if best is not None else {})})
-    return RunResult(reason, state.epoch, state.step, export if is_main else None, final, best)
+    return RunResult(reason, state.epoch, state.step, export if is_main else None, final, best, run_dir)
 
 
 def check_processes(conf: TrainConfig, device: torch.device, ranks: Ranks) -> None:

@@ -3,9 +3,10 @@ random faces (optionally truncated latents) and spherical interpolations between
 
 from __future__ import annotations
 
+import dataclasses
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 import torch
 
@@ -18,9 +19,10 @@ from animegan.models import Generator, build_generator
 LATENT_BLOCK = 256  # latents are drawn in blocks of this size, whatever the generation chunk
 
 
-def load_generator(path: Path, device: torch.device) -> Generator:
-    """A Generator in eval mode on `device`, from a generator.pt or a training last.pt
-    (the EMA weights when the run kept them).
+def load_network(path: Path, device: torch.device) -> Tuple[Generator, dict]:
+    """(the Generator in eval mode on `device`, its model config) from a generator.pt or a
+    training last.pt (the EMA weights when the run kept them). animegan.load_generator
+    wraps this for users.
 
     Checkpoints are loaded onto the CPU first, so one trained on CUDA works anywhere.
     """
@@ -32,7 +34,7 @@ def load_generator(path: Path, device: torch.device) -> Generator:
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise AnimeganError(f"{path} has an animegan header but its generator does not load ({reason})") from None
-    return generator.to(device).eval()
+    return generator.to(device).eval(), dataclasses.asdict(model)
 
 
 def truncate_(z: torch.Tensor, threshold: float, rng: torch.Generator) -> torch.Tensor:

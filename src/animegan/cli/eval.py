@@ -64,7 +64,7 @@ def run(args) -> None:
     if args.n is not None and not 2 <= args.n <= MAX_EVAL_IMAGES:
         raise AnimeganError(f"--n must be 2 to {MAX_EVAL_IMAGES:,} (FID needs a covariance; 10000 is usual)")
     from animegan.checkpoint import load_checkpoint
-    from animegan.cli.sample import resolve_checkpoint
+    from animegan.face_generator import load_generator, resolve_checkpoint
 
     ckpt_path = resolve_checkpoint(args.ckpt) if args.ckpt else None
     ckpt = load_checkpoint(ckpt_path) if ckpt_path else None
@@ -76,14 +76,13 @@ def run(args) -> None:
     from animegan import fidelity
     from animegan.data import build_image_bank
     from animegan.device import select_device
-    from animegan.sampling import load_generator
 
     device = select_device(args.device)
     if device.type == "cpu":
         from animegan.malloc_tuning import keep_freed_memory
 
         keep_freed_memory()  # Inception on the CPU: reused buffers instead of page faults (see benchmarks)
-    generator = load_generator(ckpt_path, device) if ckpt is not None else None  # a bad file fails before any work
+    generator = load_generator(ckpt_path, str(device)).network if ckpt is not None else None  # a bad file fails before any work
     extractor = fidelity.build_extractor(conf.eval, device, progress=True)  # weights first: offline fails at once
     bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed)
     reference = fidelity.reference_features(bank.images, extractor, conf.eval, conf.dataset.name)

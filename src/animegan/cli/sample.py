@@ -6,16 +6,12 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Optional
 
 from animegan.cli import OneLineParser, one_line_errors, path_argument
 from animegan.errors import AnimeganError
+from animegan.face_generator import MAX_BATCH, MAX_GRID, MAX_SEED, MIN_TRUNCATION, shipped
 
-MAX_GRID = 1024  # images in one grid PNG; more are only written one file each (bounded memory)
 MAX_IMAGES = 1_000_000  # with --save-individual: a million PNG files is already ~10 GB
-MAX_BATCH = 4096
-MAX_SEED = 2**32 - 1
-MIN_TRUNCATION = 0.05  # below, redrawing latents until every |z| fits takes ever longer
 OUT_REMEDY = "free some space or write elsewhere (--out, --save-individual)"
 
 
@@ -40,29 +36,6 @@ def parse_args(argv):
                         "(one row per transition) and an animated GIF of the closed walk beside it")
     p.add_argument("--frame-ms", type=int, default=80, help="--interpolate: milliseconds per GIF frame (default 80)")
     return p.parse_args(argv)
-
-
-def resolve_checkpoint(name: str) -> Path:
-    """A path as given; a bare file name that is not a file here is looked up in
-    ./checkpoints/, then among the generators shipped with animegan (afg.pt)."""
-    path = Path(name).expanduser()
-    if path.exists() or path.parent != Path("."):
-        return path
-    for candidate in (Path("checkpoints") / name, Path("checkpoints") / f"{name}.pt", shipped(name), shipped(f"{name}.pt")):
-        if candidate is not None and candidate.is_file():
-            return candidate
-    return path
-
-
-def shipped(name: str) -> Optional[Path]:
-    """A generator shipped inside the installed package (animegan.checkpoints), or None."""
-    from importlib import resources
-
-    try:
-        candidate = resources.files("animegan.checkpoints") / name
-    except ModuleNotFoundError:
-        return None
-    return Path(str(candidate)) if candidate.is_file() else None
 
 
 def default_output(ckpt: Path, name: str) -> Path:
@@ -101,19 +74,18 @@ def run(args) -> None:
     if args.n > MAX_GRID and not args.save_individual:
         raise AnimeganError(f"--n {args.n} is more than one grid holds ({MAX_GRID}); add --save-individual DIR "
                             f"to write every image as its own file (the grid then shows the first {MAX_GRID})")
+    import numpy as np
     import torch
-    from animegan.artefacts import tile_images, write_png
 
-    from animegan.device import select_device
-    from animegan.sampling import generate, load_generator
+    from animegan.artefacts import write_png
+    from animegan.face_generator import load_generator, resolve_checkpoint
 
-    ckpt = resolve_checkpoint(args.ckpt)
-    device = select_device(args.device)
-    generator = load_generator(ckpt, device)
+    faces = load_generator(args.ckpt, args.device)
+    ckpt = faces.source
     trunc = f"-trunc{args.truncation:g}" if args.truncation is not None else ""
     if args.interpolate is not None:
         out = args.out or default_output(ckpt, f"{ckpt.stem}-interp{args.interpolate}-n{args.n}-seed{args.seed}{trunc}.png")
-        write_interpolation(generator, args, out)
+        write_interpolation(faces, args, out)
         print(f"wrote {out} and {out.with_suffix('.gif')} ({args.n} keys x {args.interpolate} steps, "
               f"{time.perf_counter() - started:.2f}s)")
         return
@@ -121,7 +93,7 @@ def run(args) -> None:
     if args.save_individual:
         args.save_individual.mkdir(parents=True, exist_ok=True)
     chunks, done = [], 0
-    for images in generate(generator, args.n, seed=args.seed, chunk=args.batch, truncation=args.truncation):
+    for images in faces.batches(args.n, seed=args.seed, truncation=args.truncation, batch=args.batch):
         if done < MAX_GRID:
             chunks.append(images[: MAX_GRID - done])
         if args.save_individual:
@@ -130,26 +102,24 @@ def run(args) -> None:
                           OUT_REMEDY, durable=False)
         done += len(images)
     images = torch.cat(chunks)
-    nrow = args.nrow or max(1, int(round(len(images) ** 0.5)))
-    write_png(tile_images(images, nrow), out, OUT_REMEDY)
+    write_png(np.asarray(faces.grid(images, args.nrow)), out, OUT_REMEDY)
     print(f"wrote {out} ({len(images)} images, {time.perf_counter() - started:.2f}s)")
     if args.save_individual:
         print(f"wrote {args.n} images to {args.save_individual}/")
 
 
-def write_interpolation(generator, args, out: Path) -> None:
+def write_interpolation(faces, args, out: Path) -> None:
     """The grid (row i: key i -> key i+1, end key included) and the GIF of the whole closed
     walk (every row without its end key, so the loop has no repeated frame)."""
+    import numpy as np
     from PIL import Image
-    from animegan.artefacts import tile_images, write_png
 
+    from animegan.artefacts import write_png
     from animegan.gif import save_gif
-    from animegan.sampling import interpolate
 
     if args.save_individual:
         raise AnimeganError("--save-individual does not combine with --interpolate")
-    walk = interpolate(generator, args.n, args.interpolate, seed=args.seed, truncation=args.truncation)
-    keys, cols = walk.shape[:2]
-    write_png(tile_images(walk.flatten(0, 1), args.nrow or cols), out, OUT_REMEDY)
+    walk = faces.interpolate(args.n, args.interpolate, seed=args.seed, truncation=args.truncation)
+    write_png(np.asarray(faces.grid(walk, args.nrow)), out, OUT_REMEDY)
     frames = [Image.fromarray(img.permute(1, 2, 0).numpy()) for img in walk[:, :-1].flatten(0, 1)]
     save_gif(frames, out.with_suffix(".gif"), frame_ms=args.frame_ms, remedy=OUT_REMEDY)

@@ -1,7 +1,0 @@
-"""`python -m animegan.train`: the same command as `animegan-train`, in the form torchrun
-starts (`torchrun --nproc_per_node=N -m animegan.train <overrides>`)."""
-
-from animegan.cli.train import main
-
-if __name__ == "__main__":
-    main()
