@@ -164,3 +164,26 @@ def test_a_kill_during_the_epoch_end_evaluation_keeps_the_epoch_and_resume_evalu
     assert [int(r["epoch"]) for r in evals] == [1, 2]  # epoch 1 evaluated on resume, then epoch 2
     assert load_state(run / "checkpoints" / "last.pt")["fid"]["last_epoch"] == 2
     assert STANDIN in opts[2]
+
+
+@pytest.mark.parametrize("how", ["resume=PATH", "resume=auto"])
+def test_a_resume_loads_its_checkpoint_once(tmp_path, monkeypatch, how):
+    """The command line plans the resume (run directory, branch, config) from one load of
+    the checkpoint, and the run it starts uses that plan: no second, third or fourth load."""
+    import sys
+
+    import torch
+
+    from animegan.cli import train as train_cli
+
+    run = tmp_path / "run"
+    run_training(tiny_conf(), run, show_progress=False)
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(Path(f).name) or real_load(f, *a, **k))
+    monkeypatch.chdir(tmp_path)
+    resume = f"resume={run / 'checkpoints' / 'last.pt'}" if how == "resume=PATH" else "resume=auto"
+    monkeypatch.setattr(sys, "argv", ["animegan-train", *TINY, "epochs=2", resume, f"hydra.run.dir={run}"])
+    train_cli.main()  # in this process: the command line, then the Hydra job it starts
+    assert loads == ["last.pt"]
+    assert load_state(run / "checkpoints" / "last.pt")["step"] == 8  # it did resume, in place

@@ -18,28 +18,39 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+from animegan.checkpoint import load_training_state
 from animegan.errors import AnimeganError
 
 
 @dataclass
 class ResumePlan:
-    """A resume, decided before anything is written."""
+    """A resume, decided once before anything is written, from one load of the checkpoint:
+    the command line and the run share it."""
 
     source: Path  # the training checkpoint
     state: Dict[str, Any]  # its contents
     branch: bool  # True: this run continues it in another directory (False: in its own run directory)
     parent_run: Optional[Path]  # the run directory it was written in, if any
 
+    def check_run_dir(self, run_dir: Path) -> None:
+        """Refuse a run directory this plan did not decide on (a bug, or a changed folder)."""
+        in_place = self.parent_run is not None and self.parent_run.resolve() == Path(run_dir).resolve()
+        if in_place == self.branch:
+            raise AnimeganError(f"the resume of {self.source} was planned {'into a new directory' if self.branch else 'in place'}"
+                                f", not into {run_dir}; start the command again")
 
-def plan_resume(source: Path, run_dir: Path) -> ResumePlan:
-    """Load the checkpoint and decide: continue in place (its own run directory, its newest
-    state) or branch (any other directory). Resuming an older state inside its own run
-    directory is refused: it would overwrite newer work."""
-    from animegan.checkpoint import load_training_state
 
+def plan_resume(source: Path, run_dir: Optional[Path], state: Optional[Dict[str, Any]] = None) -> ResumePlan:
+    """Load the checkpoint (unless its `state` is given) and decide: continue in place (its
+    own run directory, its newest state) or branch into another directory. `run_dir`: the
+    one the user named, or None (then the newest state continues in place and any other
+    branches into a new directory). Resuming an older state inside its own run directory is
+    refused: it would overwrite newer work."""
     source = Path(source)
-    state = load_training_state(source)
+    state = load_training_state(source) if state is None else state
     home = run_dir_of(source)
+    if run_dir is None:
+        return ResumePlan(source, state, not is_newest_state(source, int(state["step"])), home)
     if home is not None and home.resolve() == Path(run_dir).resolve():
         if not is_newest_state(source, int(state["step"])):
             raise AnimeganError(f"{source} is older than {home / 'checkpoints' / 'last.pt'}: resuming it inside its "
@@ -58,8 +69,6 @@ def run_dir_of(checkpoint: Path) -> Optional[Path]:
 def is_newest_state(checkpoint: Path, step: int) -> bool:
     """True when no state newer than `step` exists in the checkpoint's run: its last.pt is
     this file, or holds the same step."""
-    from animegan.checkpoint import load_training_state
-
     run = run_dir_of(checkpoint)
     if run is None:
         return False
@@ -74,24 +83,24 @@ def is_newest_state(checkpoint: Path, step: int) -> bool:
         return True
 
 
-def find_newest_state(run_dir: Path) -> Tuple[Optional[Path], List[Tuple[Path, str]]]:
-    """The training state of the highest step in <run_dir>/checkpoints that loads, and the
-    (path, reason) of those that do not."""
-    from animegan.checkpoint import load_training_state
-
-    best: Optional[Tuple[int, int, Path]] = None
+def find_newest_state(run_dir: Path) -> Tuple[Optional[Path], Optional[Dict[str, Any]], List[Tuple[Path, str]]]:
+    """The training state of the highest step in <run_dir>/checkpoints that loads (its path
+    and contents, kept for the resume: it is not loaded again), and the (path, reason) of
+    those that do not."""
+    best: Optional[Tuple[int, int, Path, Dict[str, Any]]] = None
     damaged = []
     folder = Path(run_dir) / "checkpoints"
     names = sorted(folder.glob("epoch_*.pt")) + [folder / "best.pt", folder / "last.pt"]
     for rank, path in enumerate(p for p in names if p.is_file()):
         try:
-            step = int(load_training_state(path)["step"])
+            state = load_training_state(path)
         except AnimeganError as exc:
             damaged.append((path, str(exc).split(": ", 1)[-1] if str(path) in str(exc) else str(exc)))
             continue
+        step = int(state["step"])
         if best is None or (step, rank) >= best[:2]:  # on a tie, last.pt (listed last) wins
-            best = (step, rank, path)
-    return (best[2] if best else None), damaged
+            best = (step, rank, path, state)
+    return (best[2], best[3], damaged) if best else (None, None, damaged)
 
 
 def data_order(conf, fingerprint: Optional[str]) -> Dict[str, Any]:

@@ -24,7 +24,7 @@ from animegan.device import select_device
 from animegan.distributed import ProcessGroup, Ranks, local_device
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
-from animegan.fid_tracker import FidTracker, TrainingEvaluator
+from animegan.fid_tracker import FidTracker
 from animegan.guard import DivergenceGuard
 from animegan.logger import RunLogger, flat_hparams
 from animegan.loop import Outputs, evaluate_epoch, evaluation_due, train
@@ -118,8 +118,10 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
 
 
 def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
-                 group: Optional[ProcessGroup] = None) -> RunResult:
-    """Train as configured, writing everything under `run_dir` (rank 0 only)."""
+                 group: Optional[ProcessGroup] = None, plan: Optional[ResumePlan] = None) -> RunResult:
+    """Train as configured, writing everything under `run_dir` (rank 0 only). `plan`: the
+    resume the caller planned already (animegan-train, animegan.train); else conf.resume
+    is planned here."""
     group = group or ProcessGroup(Ranks())
     run_dir = Path(run_dir)
     device = local_device(select_device(conf.device), group.ranks)
@@ -132,7 +134,10 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
         for warning in config_warnings(conf):
             log.warning("%s", warning)
 
-    plan = plan_resume(Path(conf.resume), run_dir) if conf.resume else None
+    if plan is None and conf.resume:
+        plan = plan_resume(Path(conf.resume), run_dir)
+    elif plan is not None:
+        plan.check_run_dir(run_dir)
     with holding_run_directory(run_dir, active=group.ranks.is_main):  # one training per run directory
         return _train(conf, run_dir, device, precision, channels_last, plan, group, show_progress)
 
@@ -149,7 +154,11 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
         raise AnimeganError(f"the dataset has {len(bank)} images, fewer than batch_size={conf.batch_size}; lower batch_size")
     order = data_order(conf, bank.fingerprint())
     bank.to(device)
-    evaluator = TrainingEvaluator(conf, bank.images, device) if conf.eval.every_n_epochs and group.ranks.is_main else None
+    evaluator = None
+    if conf.eval.every_n_epochs and group.ranks.is_main:
+        from animegan.fidelity import TrainingEvaluator  # FID's machinery, only for a run that measures it
+
+        evaluator = TrainingEvaluator(conf, bank.images, device)
     fade_steps = max(1.0, conf.train.instance_noise_epochs * bank.batches_per_epoch(conf.batch_size))
     state, parts = build_training(conf, device, precision, channels_last, order, fade_steps, group)
     if plan is not None:

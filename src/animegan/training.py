@@ -44,7 +44,7 @@ def train(overrides: Sequence[str] = (), config_dir: Optional[Union[str, Path]] 
     AnimeganError with a one-line message before anything is written. Sweeps (-m) and
     Hydra's other flags belong to the command line.
     """
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.cli.compose import compose_config
     from animegan.cli.local_configs import local_configs_from
     from animegan.cli.train import given_run_dir, preflight
     from animegan.run import run_training
@@ -59,16 +59,16 @@ def train(overrides: Sequence[str] = (), config_dir: Optional[Union[str, Path]] 
         raise AnimeganError(f"config_dir {config_dir} is not a folder")
     cwd = os.getcwd()
     with local_configs_from(config_dir):
-        argv = preflight(list(overrides), cwd)  # the same checks, resume=auto and run-directory rules
+        launch = preflight(list(overrides), cwd)  # the same checks, resume=auto and run-directory rules
+        argv = launch.argv
         run_dir = given_run_dir(argv, cwd) or _new_run_dir(compose_config(argv, hydra_config=True), cwd)
         composed = compose_config(argv)
-        conf = resolve_config(composed, argv, cwd)
     with holding_run_directory(run_dir), _logging_to(run_dir / "train.log"):
         record = run_dir / (".hydra/resume" if "hydra.output_subdir=.hydra/resume" in argv else ".hydra")
         record.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(composed, record / "config.yaml")
         OmegaConf.save(OmegaConf.create(list(overrides)), record / "overrides.yaml")
-        return run_training(conf, run_dir, show_progress=show_progress)
+        return run_training(launch.conf, run_dir, show_progress=show_progress, plan=launch.plan)
 
 
 def _new_run_dir(hydra_composed, cwd: str) -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Dict, List
+from typing import Dict, List, Optional
 
 from hydra import compose, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -101,14 +101,15 @@ def explain_compose_error(exc: Exception) -> str:
     return " ".join([first] + ([str(cause).splitlines()[0]] if cause and str(cause) else [])) or type(exc).__name__
 
 
-def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str) -> TrainConfig:
+def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optional[dict] = None) -> TrainConfig:
     """Validate a composed config, with its relative paths made absolute against `cwd`.
     With resume=PATH the checkpoint's own config is the base and only keys named on the
-    command line (e.g. epochs=60) change it."""
+    command line (e.g. epochs=60) change it; `state`: that checkpoint, when it is loaded
+    already (a ResumePlan's)."""
     conf = with_absolute_paths(validate(cfg), cwd)
     if not conf.resume:
         return conf
-    state = load_training_state(Path(conf.resume))
+    state = load_training_state(Path(conf.resume)) if state is None else state
     try:
         saved = with_named_overrides(state["config"], cfg, overrides)
         saved.resume, saved.resume_new_order = conf.resume, conf.resume_new_order  # this launch's, never the saved

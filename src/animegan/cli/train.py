@@ -13,26 +13,27 @@ import json
 import logging
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from animegan.checkpoint import load_training_state
 from animegan.cli import fail
 from animegan.cli.compose import compose_config, resolve_config, sweep_jobs
 from animegan.cli.local_configs import register_local_configs
 from animegan.cli.sweep_report import JOB_STATUS
-from animegan.config import register_schema
+from animegan.config import TrainConfig, register_schema, validate, with_absolute_paths
 from animegan.errors import AnimeganError, one_line
 from animegan.files import atomic_replace
-from animegan.resume import find_newest_state, is_newest_state, run_dir_of
+from animegan.resume import ResumePlan, find_newest_state, plan_resume
 from animegan.runlock import lock_run_directory, release_run_directory
 
 MAX_CHECKED_SWEEP_JOBS = 256
+_launch: Optional["Launch"] = None  # main()'s Launch, for the Hydra job it starts (a Hydra task function takes only its config)
 # Hydra's flags that choose what the command does; Hydra allows one (several: its own traceback)
 HYDRA_MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "--run": "--run", "-c": "--cfg",
                "--cfg": "--cfg", "--info": "--info", "-i": "--info", "-sc": "--shell-completion",
@@ -46,8 +47,10 @@ def main() -> None:
     logging.raiseExceptions = False
     register_local_configs()
     register_schema()
+    global _launch
     try:
-        argv = preflight(argv, os.getcwd())
+        _launch = preflight(argv, os.getcwd())
+        argv = _launch.argv
         run_dir = given_run_dir(argv, os.getcwd())
         if run_dir is not None and "-m" not in argv and not torchrun_environment(os.environ):
             lock_run_directory(run_dir)  # before Hydra writes its files there
@@ -92,9 +95,10 @@ def _hydra_main(cfg: DictConfig) -> Optional[float]:
     overrides = list(hydra_cfg.overrides.task)
     in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     ranks = Ranks.from_environment(os.environ)
-    try:
-        conf = resolve_config(cfg, overrides, os.getcwd())
-        result = run_training(conf, run_dir, group=ProcessGroup(ranks))
+    launch = _launch if _launch is not None and _launch.conf is not None and not in_sweep else None
+    try:  # one run: the config and resume plan the command line made; a sweep's job: its own
+        conf = launch.conf if launch else resolve_config(cfg, overrides, os.getcwd())
+        result = run_training(conf, run_dir, group=ProcessGroup(ranks), plan=launch.plan if launch else None)
     except Interrupted as exc:
         log.error("%s", exc)
         if in_sweep:
@@ -156,24 +160,44 @@ def one_run_directory(argv: List[str], ranks) -> List[str]:
     return [f"hydra.run.dir='{run_dir}'", *quiet]
 
 
-def preflight(argv: List[str], cwd: str) -> List[str]:
+@dataclass
+class Launch:
+    """What the command line decided before Hydra starts: the arguments Hydra gets and, for
+    one run (not a sweep), its validated config and resume plan, which the job then uses
+    as they are: the checkpoint is loaded once."""
+
+    argv: List[str]
+    conf: Optional[TrainConfig] = None
+    plan: Optional[ResumePlan] = None
+
+
+def preflight(argv: List[str], cwd: str) -> Launch:
     """Validate every job the command line describes (each combination of a sweep, the
-    sweeper's YAML params included); return the arguments Hydra gets (resume=auto made
-    concrete, the run directory of an in-place resume added)."""
+    sweeper's YAML params included); return the Launch (the arguments Hydra gets, with
+    resume=auto made concrete and the run directory of an in-place resume added)."""
     modes = sorted({HYDRA_MODES[a] for a in argv if a in HYDRA_MODES})
     if len(modes) > 1:
         raise AnimeganError(f"{' and '.join(modes)} cannot be combined: give one of them (to see one job's config "
                             "of a sweep, drop -m and give one value per option)")
     if any(a.startswith("-") and a not in ("-m", "--multirun") for a in argv):
-        return argv  # --help, --cfg, --info ...: Hydra's own flags, nothing to train
+        return Launch(argv)  # --help, --cfg, --info ...: Hydra's own flags, nothing to train
     multirun = any(a in ("-m", "--multirun") for a in argv)
-    overrides = auto_resume([a for a in argv if a not in ("-m", "--multirun")], cwd)
+    overrides, newest = auto_resume([a for a in argv if a not in ("-m", "--multirun")], cwd)
     argv = (["-m"] if multirun else []) + overrides
     jobs = sweep_jobs(overrides, multirun)
     if len(jobs) > 1 and not multirun:
         raise AnimeganError("a sweep (a=1,2) needs multirun: add -m, e.g. animegan-train -m optimizer.lr=1e-4,2e-4")
 
-    confs = [resolve_config(compose_config(job), job, cwd) for job in jobs[:MAX_CHECKED_SWEEP_JOBS]]
+    run_dir = given_run_dir(overrides, cwd)
+    plan = None
+    if not multirun:  # one run: a resume is planned here, from one load of its checkpoint
+        cfg = compose_config(jobs[0])
+        resume = with_absolute_paths(validate(cfg), cwd).resume
+        if resume:
+            plan = plan_resume(Path(resume), run_dir, newest[1] if newest and newest[0] == Path(resume) else None)
+        confs = [resolve_config(cfg, jobs[0], cwd, plan.state if plan else None)]
+    else:
+        confs = [resolve_config(compose_config(job), job, cwd) for job in jobs[:MAX_CHECKED_SWEEP_JOBS]]
     sweeper = str(OmegaConf.select(compose_config(jobs[0], hydra_config=True), "hydra.sweeper._target_") or "") \
         if multirun else ""
     if "optuna" in sweeper.lower() and not all(c.eval.every_n_epochs for c in confs):
@@ -184,40 +208,40 @@ def preflight(argv: List[str], cwd: str) -> List[str]:
 
         for device in sorted({c.device for c in confs}):
             select_device(device)
-    run_dir = given_run_dir(overrides, cwd)
     if run_dir is not None and not multirun:
         check_writable(run_dir)
-    if multirun or not confs[0].resume:
-        return argv
-    resume = Path(confs[0].resume)
-    parent = run_dir_of(resume)
+    if multirun:
+        return Launch(argv)
+    if plan is None:
+        return Launch(argv, confs[0])
     if run_dir is None:
-        if not is_newest_state(resume, int(load_training_state(resume)["step"])):
-            return argv  # an older state, or one outside a run directory: the resumed run branches into a new one
-        run_dir = parent
+        if plan.branch:
+            return Launch(argv, confs[0], plan)  # an older state, or one outside a run directory: a new directory
+        run_dir = plan.parent_run
         check_writable(run_dir)
         argv = [*argv, f"hydra.run.dir='{run_dir}'"]
-    if parent is not None and parent.resolve() == run_dir.resolve():
+    if not plan.branch:
         # Continue in the same run directory; keep its original .hydra/ and record this launch beside it.
         argv = [*argv, "hydra.output_subdir=.hydra/resume"]
-    return argv
+    return Launch(argv, confs[0], plan)
 
 
-def auto_resume(overrides: List[str], cwd: str) -> List[str]:
+def auto_resume(overrides: List[str], cwd: str) -> Tuple[List[str], Optional[Tuple[Path, dict]]]:
     """resume=auto: the newest training state in the run directory that loads (a damaged
     one is skipped and named), or a fresh start when there is none yet; the same command
-    starts a run and restarts it after any crash (what a cluster job script wants)."""
+    starts a run and restarts it after any crash (what a cluster job script wants).
+    Returns the overrides with resume=PATH, and (PATH, its contents) for the resume plan."""
     if "resume=auto" not in overrides:
-        return overrides
+        return overrides, None
     run_dir = given_run_dir(overrides, cwd)
     if run_dir is None:
         raise AnimeganError("resume=auto looks for the newest checkpoint in a run directory: name it with "
                             "hydra.run.dir=PATH")
-    newest, damaged = find_newest_state(run_dir)
+    newest, state, damaged = find_newest_state(run_dir)
     for path, reason in damaged:
         print(f"animegan-train: skipping {path}: {reason}", file=sys.stderr)
     rest = [o for o in overrides if o != "resume=auto"]
-    return rest + [f"resume={newest}"] if newest else rest
+    return (rest + [f"resume={newest}"], (newest, state)) if newest else (rest, None)
 
 
 def given_run_dir(overrides: List[str], cwd: str) -> Optional[Path]:
