@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from animegan import augment
+from animegan import augment, fidelity
 from animegan.augment import DiffAugment
 from animegan.errors import AnimeganError
 from animegan.guard import DivergenceGuard
@@ -188,7 +188,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
         return loss
 
     monkeypatch.setattr(run_module, "build_loss", poisoned)
-    monkeypatch.setattr(run_module.TrainingEvaluator, "measure", lambda self, *a: evaluations.append(a))
+    monkeypatch.setattr(fidelity.TrainingEvaluator, "measure", lambda self, *a: evaluations.append(a))
     # 8 steps an epoch, NaN at step 5, read at step 8: the epoch's end, where grids, checkpoints and FID happen.
     conf = tiny_conf(f"train.guard={guard}", "dataset.num_images=128", "checkpoint.every_n_steps=4",
                      "train.log_every=4", "epochs=3", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats"))

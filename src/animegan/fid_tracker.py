@@ -1,5 +1,6 @@
-"""FID during training: the evaluator that measures it, and the tracker of the best FID so
-far, which decides when checkpoints/best.pt is rewritten and when patience runs out. GAN
+"""The tracker of the best FID so far, part of the training state: it decides when
+checkpoints/best.pt is rewritten and when patience runs out (the evaluator that measures
+FID is animegan.fidelity.TrainingEvaluator; this file needs none of it). GAN
 quality is not monotonic (the StudioGAN DCGAN log: FID 49 at its best, 137 at the end of
 the same run), so the best state is kept, not just the last."""
 
@@ -9,6 +10,8 @@ from typing import Optional
 
 
 class FidTracker:
+    """The FID of every evaluation so far, reduced to what decides best.pt and patience."""
+
     def __init__(self, patience: int = 0):
         self.patience = patience  # evaluations without improvement before stopping (0: never)
         self.best_fid: Optional[float] = None
@@ -50,29 +53,3 @@ class FidTracker:
         self.best_fid, self.best_epoch = state.get("best_fid"), state.get("best_epoch")
         self.last_fid, self.since_best = state.get("last_fid"), state.get("since_best", 0)
         self.last_epoch = state.get("last_epoch")
-
-
-class TrainingEvaluator:
-    """FID/KID during training (eval.every_n_epochs). The extractor and the reference
-    features are made once, before the first step, so a missing weights file stops the
-    run at once instead of after the first epoch."""
-
-    def __init__(self, conf, images, device):
-        import torch
-
-        from animegan import fidelity
-        from animegan.errors import AnimeganError
-
-        self.conf = conf.eval
-        with torch.random.fork_rng(devices=[]):  # the extractor's init must not shift the run's random stream
-            try:
-                self.extractor = fidelity.build_extractor(conf.eval, device)
-            except AnimeganError as exc:
-                raise AnimeganError(f"{exc}; or train without FID: eval.every_n_epochs=0") from None
-        self.reference = fidelity.reference_features(images, self.extractor, conf.eval, conf.dataset.name)
-
-    def measure(self, generator) -> dict:
-        """FID, KID and their protocol for `generator` (see animegan.fidelity.evaluate)."""
-        from animegan import fidelity
-
-        return fidelity.evaluate(generator, self.reference, self.extractor, self.conf, self.conf.n)

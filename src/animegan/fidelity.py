@@ -263,3 +263,22 @@ def library_versions() -> dict:
     import animegan
 
     return {"animegan": animegan.__version__, "torch": torch.__version__, "torch_fidelity": torch_fidelity.__version__}
+
+
+class TrainingEvaluator:
+    """FID/KID during training (eval.every_n_epochs). The extractor and the reference
+    features are made once, before the first step, so a missing weights file stops the
+    run at once instead of after the first epoch."""
+
+    def __init__(self, conf, images, device):
+        self.conf = conf.eval
+        with torch.random.fork_rng(devices=[]):  # the extractor's init must not shift the run's random stream
+            try:
+                self.extractor = build_extractor(conf.eval, device)
+            except AnimeganError as exc:
+                raise AnimeganError(f"{exc}; or train without FID: eval.every_n_epochs=0") from None
+        self.reference = reference_features(images, self.extractor, conf.eval, conf.dataset.name)
+
+    def measure(self, generator) -> dict:
+        """FID, KID and their protocol for `generator` (see animegan.fidelity.evaluate)."""
+        return evaluate(generator, self.reference, self.extractor, self.conf, self.conf.n)

@@ -11,19 +11,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import torch
 from tqdm import tqdm
 
 from animegan.config import TrainConfig
 from animegan.data.bank import ImageBank
-from animegan.fid_tracker import TrainingEvaluator
 from animegan.logger import RunLogger
 from animegan.sampling import sample
 from animegan.state import CheckpointFiles, TrainingState
 from animegan.step import StepParts, gan_step
 from animegan.stopping import StopReason, StopRequests, TimeBudget
+
+if TYPE_CHECKING:
+    from animegan.fidelity import TrainingEvaluator
 
 
 @dataclass
