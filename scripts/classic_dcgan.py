@@ -82,9 +82,10 @@ def classic_loader(root: Path, batch: int = 128, workers: int = 2, drop_last: bo
                                        drop_last=drop_last)
 
 
-def classic_steps(loader, netG, netD, device: torch.device, outf: Path = None, log=None):
-    """The example's training loop, one yield per step (epochs without end): (epoch, i).
-    With `outf`, also its fixed-noise grids every 100 steps and per-epoch checkpoints."""
+def classic_steps(loader, netG, netD, device: torch.device, outf: Path = None, log=None, niter: int = 0):
+    """The example's training loop, one yield per step: (epoch, i); `niter` epochs (the
+    example's --niter), or without end (0). With `outf`, also its fixed-noise grids every
+    100 steps and per-epoch checkpoints."""
     import torchvision.utils as vutils
     from torch import optim
 
@@ -94,7 +95,7 @@ def classic_steps(loader, netG, netD, device: torch.device, outf: Path = None, l
     optimizerD = optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
     optimizerG = optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
     epoch = 0
-    while True:
+    while not niter or epoch < niter:
         for i, data in enumerate(loader, 0):
             # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
             netD.zero_grad()
@@ -154,6 +155,7 @@ def main() -> None:
     p.add_argument("--data", required=True, type=Path, help="a folder of images (with or without class subfolders)")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--minutes", type=float, default=30, help="training wall time (data loading included)")
+    p.add_argument("--epochs", type=int, default=0, help="stop after this many epochs instead (the example's --niter)")
     p.add_argument("--export-minutes", default="", help="also export at these minutes, e.g. 5,15 (the end always)")
     p.add_argument("--batch", type=int, default=128)
     p.add_argument("--workers", type=int, default=2)
@@ -171,7 +173,7 @@ def main() -> None:
         loader = classic_loader(image_folder_root(args.data, Path(scratch)), args.batch, args.workers)
         netG, netD = (m.to(device) for m in classic_models())
         started, paused, step = time.perf_counter(), 0.0, 0
-        for _ in classic_steps(loader, netG, netD, device, outf=args.out, log=log):
+        for _ in classic_steps(loader, netG, netD, device, outf=args.out, log=log, niter=args.epochs):
             step += 1
             trained = time.perf_counter() - started - paused
             while marks and trained >= marks[0] * 60:
@@ -182,6 +184,8 @@ def main() -> None:
                 paused += time.perf_counter() - t0
             if not marks:
                 break
+        if args.epochs:
+            save_as_animegan_export(netG, args.out / "generator.pt", step, (time.perf_counter() - started) / 60)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+
 import pytest
 
 from animegan.cli.compose import compose_config, resolve_config
@@ -279,3 +282,14 @@ def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):
         assert result.returncode == 2 and list(tmp_path.iterdir()) == []  # refused before a run directory
         assert len(result.stderr.strip().splitlines()) == 1 and "cuda:1" in result.stderr
     assert select_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["--cfg", "job"], ["batch_size=0"]], ids=["help", "cfg", "refused"])
+def test_help_cfg_and_a_refused_config_never_import_torch(argv, tmp_path):
+    """What trains nothing starts in a fraction of `import torch` (2-3 s on a small CPU)."""
+    code = ("import sys\nfrom animegan.cli import train\nsys.argv = ['animegan-train', *sys.argv[1:]]\n"
+            "try:\n    train.main()\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch', file=sys.stderr)")
+    result = subprocess.run([sys.executable, "-c", code, *argv], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=120)
+    assert result.stderr.strip().splitlines()[-1] == "no torch", result.stderr

@@ -15,13 +15,10 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from animegan.checkpoint import load_training_state
 from animegan.cli.local_configs import register_local_configs
 from animegan.config import (TrainConfig, describe_omegaconf_error, from_checkpoint, register_schema, validate,
                              with_absolute_paths)
 from animegan.errors import AnimeganError
-from animegan.models.fit import check_weights_fit
-from animegan.resume import check_data_order, data_order, saved_data_order
 
 CONFIG_MODULE = "animegan.configs"
 NOT_REAPPLIED = ("resume", "hydra", "experiment")  # override keys not re-applied over a resumed config
@@ -109,6 +106,11 @@ def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optio
     conf = with_absolute_paths(validate(cfg), cwd)
     if not conf.resume:
         return conf
+    # torch comes in with a checkpoint: a config without one (or a refused one) never imports it
+    from animegan.checkpoint import load_training_state
+    from animegan.models.fit import check_weights_fit
+    from animegan.resume import check_data_order, data_order, saved_data_order
+
     state = load_training_state(Path(conf.resume)) if state is None else state
     try:
         saved = with_named_overrides(state["config"], cfg, overrides)

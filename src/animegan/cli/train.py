@@ -15,7 +15,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Tuple
+from typing import TYPE_CHECKING, List, Optional, Tuple
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -26,11 +26,14 @@ from animegan.cli import fail
 from animegan.cli.compose import compose_config, resolve_config, sweep_jobs
 from animegan.cli.local_configs import register_local_configs
 from animegan.cli.sweep_report import JOB_STATUS
-from animegan.config import TrainConfig, register_schema, validate, with_absolute_paths
+from animegan.config import register_schema, validate, with_absolute_paths
 from animegan.errors import AnimeganError, one_line
 from animegan.files import atomic_replace
-from animegan.resume import ResumePlan, find_newest_state, plan_resume
 from animegan.runlock import lock_run_directory, release_run_directory
+
+if TYPE_CHECKING:
+    from animegan.config import TrainConfig
+    from animegan.resume import ResumePlan
 
 MAX_CHECKED_SWEEP_JOBS = 256
 _launch: Optional["Launch"] = None  # main()'s Launch, for the Hydra job it starts (a Hydra task function takes only its config)
@@ -194,6 +197,8 @@ def preflight(argv: List[str], cwd: str) -> Launch:
         cfg = compose_config(jobs[0])
         resume = with_absolute_paths(validate(cfg), cwd).resume
         if resume:
+            from animegan.resume import plan_resume  # loads a checkpoint: torch, only for a resume
+
             plan = plan_resume(Path(resume), run_dir, newest[1] if newest and newest[0] == Path(resume) else None)
         confs = [resolve_config(cfg, jobs[0], cwd, plan.state if plan else None)]
     else:
@@ -237,6 +242,8 @@ def auto_resume(overrides: List[str], cwd: str) -> Tuple[List[str], Optional[Tup
     if run_dir is None:
         raise AnimeganError("resume=auto looks for the newest checkpoint in a run directory: name it with "
                             "hydra.run.dir=PATH")
+    from animegan.resume import find_newest_state  # loads checkpoints: torch, only for resume=auto
+
     newest, state, damaged = find_newest_state(run_dir)
     for path, reason in damaged:
         print(f"animegan-train: skipping {path}: {reason}", file=sys.stderr)
