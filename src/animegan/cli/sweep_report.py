@@ -19,6 +19,9 @@ from typing import Dict, List
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from animegan.cli import fail
+from animegan.errors import AnimeganError
+
 JOB_STATUS = "job_status.json"
 COLUMNS = ("job", "overrides", "status", "steps", "epoch", "loss_D", "loss_G", "D_x", "D_G_z", "best_fid", "error")
 
@@ -94,7 +97,10 @@ def write_report(sweep_dir: Path) -> List[Dict[str, str]]:
 
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
-        rows = write_report(Path(config.hydra.sweep.dir))
+        try:
+            rows = write_report(Path(config.hydra.sweep.dir))
+        except AnimeganError as exc:  # a full disk: one line, as everywhere else
+            fail("animegan-train", exc)
         if any(r["status"] != "completed" for r in rows):
             # The last act of the sweep: Hydra has nothing left to do, and the shell (or a
             # scheduler) must see that a job failed.

@@ -273,5 +273,8 @@ def write_job_status(run_dir: Path, overrides: List[str], status: str, error: st
     if result is not None:
         record.update(epoch=result.epoch, steps=result.step, stopped=result.reason.value, final=result.final,
                       best_fid=result.best_fid)
-    with atomic_replace(run_dir / JOB_STATUS) as tmp:
-        tmp.write_text(json.dumps(record) + "\n")
+    try:
+        with atomic_replace(run_dir / JOB_STATUS) as tmp:
+            tmp.write_text(json.dumps(record) + "\n")
+    except AnimeganError as exc:  # a full disk: the sweep report lists this job without a status
+        logging.getLogger("animegan").error("%s", exc)
