@@ -154,3 +154,10 @@ def test_the_example_in_docs_runs(tmp_path, monkeypatch):
                                                                              "my_faces.png")}
     assert sizes["afg_walk.png"] == (9 * 66 + 2, 4 * 66 + 2) and sizes["my_faces.png"] == (4 * 66 + 2, 4 * 66 + 2)
     assert min(sizes["afg_grid.png"]) > 400  # the matplotlib figure of the 8 x 8 grid
+
+
+def test_train_into_a_folder_it_cannot_write_is_one_line(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a_file").write_text("not a folder")
+    with pytest.raises(AnimeganError, match="cannot write the run directory .*a_file is not a folder"):
+        animegan.train([*TINY, f"hydra.run.dir={tmp_path / 'a_file' / 'run'}"])

@@ -46,7 +46,7 @@ def train(overrides: Sequence[str] = (), config_dir: Optional[Union[str, Path]] 
     """
     from animegan.cli.compose import compose_config
     from animegan.cli.local_configs import local_configs_from
-    from animegan.cli.train import given_run_dir, preflight
+    from animegan.cli.train import check_writable, given_run_dir, preflight
     from animegan.run import run_training
     from animegan.runlock import holding_run_directory
 
@@ -63,6 +63,7 @@ def train(overrides: Sequence[str] = (), config_dir: Optional[Union[str, Path]] 
         argv = launch.argv
         run_dir = given_run_dir(argv, cwd) or _new_run_dir(compose_config(argv, hydra_config=True), cwd)
         composed = compose_config(argv)
+        check_writable(run_dir)
     with holding_run_directory(run_dir), _logging_to(run_dir / "train.log"):
         record = run_dir / (".hydra/resume" if "hydra.output_subdir=.hydra/resume" in argv else ".hydra")
         record.mkdir(parents=True, exist_ok=True)
