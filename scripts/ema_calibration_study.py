@@ -18,22 +18,13 @@ import time
 import torch
 
 import animegan
-from animegan.ema import batchnorms
+from animegan.ema import calibrate
 
 
-@torch.no_grad()
-def standing_statistics(generator: torch.nn.Module, images: int, seed: int, batch_size: int = 128) -> torch.nn.Module:
+def standing_statistics(generator: torch.nn.Module, images: int, seed: int) -> torch.nn.Module:
+    """A copy of `generator` with BatchNorm statistics from `images` images of latent `seed`."""
     g = copy.deepcopy(generator)
-    rng = torch.Generator().manual_seed(seed)
-    for bn in batchnorms(g):
-        bn.reset_running_stats()
-        bn.momentum = None  # the plain mean over every batch
-    g.train()
-    done = 0
-    while done < images:
-        n = min(batch_size, images - done)
-        g(torch.randn(n, g.nz, 1, 1, generator=rng))
-        done += n
+    calibrate(g, generator, images, batch_size=128, seed=seed)
     return g.eval()
 
 

@@ -103,15 +103,16 @@ def batchnorms(model: nn.Module):
 
 
 @torch.no_grad()
-def calibrate(averaged: nn.Module, live: nn.Module, images: int = CALIBRATION_IMAGES, batch_size: int = 128) -> None:
+def calibrate(averaged: nn.Module, live: nn.Module, images: int = CALIBRATION_IMAGES, batch_size: int = 128,
+              seed: int = CALIBRATION_SEED) -> None:
     """Give `averaged` the buffers of its own weights: every buffer is first copied from
     `live` (spectral-norm vectors, counters: a close start), then BatchNorm's running
     statistics are recomputed as the plain mean over `images` generated images, in
     training mode (batch statistics, as G is trained) and fp32 (as it is sampled).
 
-    Latents come from a generator seeded with CALIBRATION_SEED, and so does dropout (if
-    any), which draws from the global stream: that is seeded for the calibration and
-    restored afterwards. The statistics are a function of the weights alone, and training
+    Latents come from a generator seeded with `seed` (CALIBRATION_SEED in training), and
+    so does dropout (if any), which draws from the global stream: that is seeded for the
+    calibration and restored afterwards. The statistics are a function of the weights alone, and training
     never sees a difference."""
     for mine, theirs in zip(averaged.buffers(), live.buffers()):
         mine.copy_(theirs)
@@ -119,15 +120,15 @@ def calibrate(averaged: nn.Module, live: nn.Module, images: int = CALIBRATION_IM
     if not norms:
         return
     device = next(averaged.parameters()).device
-    rng = torch.Generator(device=device).manual_seed(CALIBRATION_SEED)
+    rng = torch.Generator(device=device).manual_seed(seed)
     momenta = [bn.momentum for bn in norms]
     was_training = averaged.training
     devices = [device] if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
-        torch.default_generator.manual_seed(CALIBRATION_SEED)
+        torch.default_generator.manual_seed(seed)
         if device.type == "cuda":
             with torch.cuda.device(device):
-                torch.cuda.manual_seed(CALIBRATION_SEED)
+                torch.cuda.manual_seed(seed)
         for bn in norms:
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batches
