@@ -78,7 +78,7 @@ def run(args) -> None:
     import torch
 
     from animegan.artefacts import write_png
-    from animegan.face_generator import load_generator, resolve_checkpoint
+    from animegan.face_generator import load_generator
 
     faces = load_generator(args.ckpt, args.device)
     ckpt = faces.source
