@@ -20,7 +20,7 @@ from typing import Any, Dict
 import torch
 
 from animegan.errors import AnimeganError
-from animegan.files import write_bytes_atomically
+from animegan.files import RUN_DIR_REMEDY, write_bytes_atomically
 
 TRAINING_FORMAT = "animegan-training-state"
 GENERATOR_FORMAT = "animegan-generator"
@@ -34,7 +34,7 @@ REQUIRED = {
 }
 
 
-def save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
+def save_checkpoint(obj: Dict[str, Any], path: Path, remedy: str = RUN_DIR_REMEDY) -> None:
     """Write `obj` to `path` atomically: the previous file survives any crash mid-write.
 
     Serialised in memory first: its size is then checked against the free space before
@@ -42,7 +42,7 @@ def save_checkpoint(obj: Dict[str, Any], path: Path) -> None:
     file writer fails with a RuntimeError that does not say why)."""
     buffer = io.BytesIO()
     torch.save(obj, buffer)
-    write_bytes_atomically(Path(path), buffer.getbuffer())
+    write_bytes_atomically(Path(path), buffer.getbuffer(), remedy)
 
 
 def load_checkpoint(path: Path) -> Dict[str, Any]:

@@ -14,7 +14,6 @@ estimator. This module owns the plumbing around it:
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import os
 import socket
@@ -24,9 +23,9 @@ from typing import Dict, Iterable, Optional
 
 import torch
 
+from animegan.checkpoint import save_checkpoint
 from animegan.data.bank import images_fingerprint
 from animegan.errors import AnimeganError
-from animegan.files import write_bytes_atomically
 
 log = logging.getLogger(__name__)
 
@@ -187,10 +186,8 @@ def reference_features(images: torch.Tensor, extractor: FeatureExtractor, conf, 
     chunks = (real[i:i + 1024] for i in range(0, len(real), 1024))
     features = extractor(chunks, total=len(real), desc="reference features")
     reference = {"format": REFERENCE_FORMAT, "version": REFERENCE_VERSION, "features": features, "protocol": protocol}
-    buffer = io.BytesIO()
-    torch.save(reference, buffer)
     try:
-        write_bytes_atomically(path, buffer.getbuffer(), remedy="set eval.stats_dir to a folder with space")
+        save_checkpoint(reference, path, remedy="set eval.stats_dir to a folder with space")
         log.info("FID reference features of %d real images computed in %.1fs, cached in %s",
                  len(real), time.perf_counter() - started, path)
     except AnimeganError as exc:  # the run goes on; the next one computes them again

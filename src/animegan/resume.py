@@ -32,13 +32,6 @@ class ResumePlan:
     branch: bool  # True: this run continues it in another directory (False: in its own run directory)
     parent_run: Optional[Path]  # the run directory it was written in, if any
 
-    def check_run_dir(self, run_dir: Path) -> None:
-        """Refuse a run directory this plan did not decide on (a bug, or a changed folder)."""
-        in_place = self.parent_run is not None and self.parent_run.resolve() == Path(run_dir).resolve()
-        if in_place == self.branch:
-            raise AnimeganError(f"the resume of {self.source} was planned {'into a new directory' if self.branch else 'in place'}"
-                                f", not into {run_dir}; start the command again")
-
 
 def plan_resume(source: Path, run_dir: Optional[Path], state: Optional[Dict[str, Any]] = None) -> ResumePlan:
     """Load the checkpoint (unless its `state` is given) and decide: continue in place (its

@@ -136,8 +136,6 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
 
     if plan is None and conf.resume:
         plan = plan_resume(Path(conf.resume), run_dir)
-    elif plan is not None:
-        plan.check_run_dir(run_dir)
     with holding_run_directory(run_dir, active=group.ranks.is_main):  # one training per run directory
         return _train(conf, run_dir, device, precision, channels_last, plan, group, show_progress)
 
