@@ -81,9 +81,8 @@ def main() -> None:
         keep_freed_memory()
     bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed).to(device)
     conf.train.ema = False  # the averages below take its place
-    fade = max(1.0, conf.train.instance_noise_epochs * bank.batches_per_epoch(conf.batch_size))
-    state, parts = build_training(conf, device, precision, channels_last, data_order(conf, None), fade,
-                                  ProcessGroup(Ranks()))
+    state, parts = build_training(conf, device, precision, channels_last, data_order(conf, None),
+                                  bank.batches_per_epoch(conf.batch_size), ProcessGroup(Ranks()))
     generator = state.generator
 
     fixed = FixedDecayEMA(generator, 0.999)

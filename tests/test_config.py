@@ -73,6 +73,8 @@ def test_model_sizes_and_overrides_reach_the_schema():
         ("train.ema_kimg=0", "train.ema_kimg"),
         ("train.ema_rampup=1.5", "train.ema_rampup"),
         ("loss.r2_gamma=-1", "loss.r2_gamma"),
+        ("optimizer.decay_start=1.5", "optimizer.decay_start"),
+        ("optimizer.decay_to=-0.1", "optimizer.decay_to"),
         ("checkpoint.snapshot_minutes=[5,-1]", "checkpoint.snapshot_minutes"),
         ("checkpoint.snapshot_minutes=[5,5]", "checkpoint.snapshot_minutes"),
         ("dataset.foo=1", "dataset.foo"),

@@ -13,6 +13,7 @@ from animegan.augment import DiffAugment
 from animegan.errors import AnimeganError
 from animegan.guard import DivergenceGuard
 from animegan.losses import build_loss
+from animegan.lr_schedule import LearningRateSchedule
 from animegan.models import Discriminator, Generator, MinibatchStd, build_discriminator, build_generator
 from animegan.optimizers import build_optimizers
 from animegan.precision import LossScaling
@@ -245,3 +246,47 @@ def test_wgan_gp_with_more_critic_steps_resumes_exactly(tmp_path):
     run_training(tiny_conf("epochs=1", *opts), split, show_progress=False)
     run_training(tiny_conf(f"resume={split / 'checkpoints' / 'last.pt'}", "epochs=2"), split, show_progress=False)
     _assert_same_weights(straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt")
+
+
+# ---------------------------------------------------------------- learning-rate decay
+
+
+def test_lr_holds_then_falls_linearly_to_its_floor():
+    opt_g = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=4e-4)
+    opt_d = torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))], lr=2e-4)
+    schedule = LearningRateSchedule((opt_g, opt_d), total_steps=100, decay_start=0.5, decay_to=0.25)
+    seen = {}
+    for step in (0, 50, 75, 100, 0):
+        schedule.apply(step)
+        seen[step] = (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"])
+    assert seen[0] == (4e-4, 2e-4) and seen[50] == (4e-4, 2e-4)  # constant up to the start, and back at step 0
+    assert seen[75] == pytest.approx((2.5e-4, 1.25e-4))  # halfway down: 1 - 0.75 / 2
+    assert seen[100] == pytest.approx((1e-4, 0.5e-4))  # the floor, each rate its own
+    constant = LearningRateSchedule((opt_g,), total_steps=100)
+    assert [constant.factor(s) for s in (0, 99, 100)] == [1.0, 1.0, 1.0]
+
+
+def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
+    """A run stopped inside its decay and resumed follows the schedule a straight run
+    follows (the rate is set from the step, nothing of it is saved)."""
+    budget, straight = tmp_path / "budget", tmp_path / "straight"
+    switches = ["epochs=2", "optimizer.decay_start=0.25", "optimizer.decay_to=0.5"]
+    run_training(tiny_conf(*switches), straight, show_progress=False)
+    run_training(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
+    assert load_state(budget / "checkpoints" / "last.pt")["step"] == 2  # inside the decay (steps 2-8)
+    resume = str(budget / "checkpoints" / "last.pt")
+    run_training(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
+    _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
+    # the last of 8 steps (step 7) ran at 1 - 0.5 * (7 - 2) / 6 of lr 5e-4
+    lr = load_state(straight / "checkpoints" / "last.pt")["opt_g"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(5e-4 * (1 - 0.5 * 5 / 6))
+
+
+def test_resume_trains_at_a_new_lr_named_on_the_command_line(tmp_path):
+    """The optimizers' saved state holds the old rate; the one named wins."""
+    run_training(tiny_conf("epochs=1"), tmp_path, show_progress=False)
+    resume = str(tmp_path / "checkpoints" / "last.pt")
+    run_training(tiny_conf(f"resume={resume}", "epochs=2", "optimizer.lr=1e-4"), tmp_path, show_progress=False)
+    state = load_state(tmp_path / "checkpoints" / "last.pt")
+    assert state["step"] == 8
+    assert [state[o]["param_groups"][0]["lr"] for o in ("opt_g", "opt_d")] == [1e-4, 1e-4]

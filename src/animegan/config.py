@@ -68,6 +68,8 @@ class OptimizerConfig:
     betas: List[float] = field(default_factory=lambda: [0.5, 0.999])  # adam only (refused for the others)
     momentum: float = 0.0  # sgd / rmsprop only (refused for adam)
     weight_decay: float = 0.0
+    decay_start: float = 1.0  # fraction of the run after which both lrs fall linearly ... (1: constant lr)
+    decay_to: float = 0.0  # ... to this fraction of lr at the run's last step
 
 
 @dataclass

@@ -100,6 +100,9 @@ def check_values(c: TrainConfig) -> None:
     _only_for(o, ("betas",), o.name == "adam", "optimizer", "optimizer=adam")
     _only_for(o, ("momentum",), o.name in ("sgd", "rmsprop"), "optimizer", "optimizer=sgd and optimizer=rmsprop")
     _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
+    _require(0.0 <= o.decay_start <= 1.0, "optimizer.decay_start", o.decay_start,
+             "must be in [0, 1]: the fraction of the run before the lr falls (1: constant lr)")
+    _require(0.0 <= o.decay_to <= 1.0, "optimizer.decay_to", o.decay_to, "must be in [0, 1]: a fraction of lr")
 
     _require(c.loss.name in LOSSES, "loss.name", c.loss.name, f"allowed: {', '.join(LOSSES)}")
     _require(0.5 < c.loss.real_label <= 1.0, "loss.real_label", c.loss.real_label, "must be in (0.5, 1], e.g. 0.9")

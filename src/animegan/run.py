@@ -31,6 +31,7 @@ from animegan.loop import Outputs, evaluate_epoch, evaluation_due, train
 from animegan.losses import build_loss
 from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
+from animegan.lr_schedule import LearningRateSchedule
 from animegan.optimizers import build_optimizers
 from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
 from animegan.resume import ResumePlan, data_order, plan_resume
@@ -86,7 +87,7 @@ def build_models(model_conf, device: torch.device, channels_last: bool = False):
 
 
 def build_training(conf: TrainConfig, device: torch.device, precision: str, channels_last: bool, order: dict,
-                   fade_steps: float, group: ProcessGroup):
+                   steps_per_epoch: int, group: ProcessGroup):
     """The run's TrainingState at step 0 and the parts of its GAN step."""
     torch.manual_seed(conf.seed)  # the same weights in every process, and for every resume
     generator, discriminator = build_models(conf.model, device, channels_last)
@@ -111,9 +112,11 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
         loss=build_loss(conf.loss.name, real_label=conf.loss.real_label, gp_weight=conf.loss.gp_weight),
         scaling=state.scaling, rng=rng, nz=conf.model.nz, d_steps=t.d_steps, g_steps=t.g_steps,
         r1_gamma=conf.loss.r1_gamma, r2_gamma=conf.loss.r2_gamma, r1_every=conf.loss.r1_every,
-        instance_noise=InstanceNoise(t.instance_noise, fade_steps),
+        instance_noise=InstanceNoise(t.instance_noise, max(1.0, t.instance_noise_epochs * steps_per_epoch)),
         augment=DiffAugment(t.diffaugment, rng, group.ranks.shard) if t.diffaugment else None, ema=state.ema,
-        autocast_dtype=AUTOCAST_DTYPES[precision], group=group)
+        autocast_dtype=AUTOCAST_DTYPES[precision], group=group,
+        lr_schedule=LearningRateSchedule((opt_g, opt_d), conf.epochs * steps_per_epoch,
+                                         conf.optimizer.decay_start, conf.optimizer.decay_to))
     return state, parts
 
 
@@ -157,8 +160,8 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
         from animegan.fidelity import TrainingEvaluator  # FID's machinery, only for a run that measures it
 
         evaluator = TrainingEvaluator(conf, bank.images, device)
-    fade_steps = max(1.0, conf.train.instance_noise_epochs * bank.batches_per_epoch(conf.batch_size))
-    state, parts = build_training(conf, device, precision, channels_last, order, fade_steps, group)
+    state, parts = build_training(conf, device, precision, channels_last, order,
+                                  bank.batches_per_epoch(conf.batch_size), group)
     if plan is not None:
         state.load_state_dict(plan.state, source=plan.source, new_order_allowed=conf.resume_new_order)
         if plan.branch:

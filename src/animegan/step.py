@@ -16,6 +16,7 @@ import torch
 from animegan.distributed import ProcessGroup, Ranks, Shard
 from animegan.ema import GeneratorEMA
 from animegan.losses import gradient_penalty, r1_penalty
+from animegan.lr_schedule import LearningRateSchedule
 from animegan.precision import LossScaling
 
 
@@ -51,6 +52,7 @@ class StepParts:
     instance_noise: InstanceNoise = field(default_factory=InstanceNoise)
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # DiffAugment on every D input
     ema: Optional[GeneratorEMA] = None            # updated after every G update
+    lr_schedule: Optional[LearningRateSchedule] = None  # sets both optimizers' lr before every step
     autocast_dtype: Optional[torch.dtype] = None  # bf16/fp16 autocast; None = fp32
     group: ProcessGroup = field(default_factory=lambda: ProcessGroup(Ranks()))  # gradients averaged over processes
 
@@ -66,6 +68,8 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
     autocast = torch.autocast(device.type, dtype=p.autocast_dtype) if p.autocast_dtype is not None \
         else contextlib.nullcontext()
     n = real.shape[0]
+    if p.lr_schedule is not None:
+        p.lr_schedule.apply(step)
 
     def noise() -> torch.Tensor:  # latents for the global batch; this process keeps its slice
         return shard.take(torch.randn(n * shard.count, p.nz, 1, 1, device=device, generator=p.rng))
