@@ -150,19 +150,20 @@ def test_compile_with_a_double_backward_is_refused_before_any_work(tmp_path, ove
     assert len(lines) == 1 and "train.compile=true" in lines[0] and "train.compile=false" in lines[0]
 
 
-def test_a_penalty_with_batchnorm_in_d_warns(tmp_path, caplog):
+def test_wgan_gp_with_batchnorm_in_d_warns_and_r1_does_not(tmp_path, caplog):
     import logging
 
     from animegan.run import run_training
     from conftest import tiny_conf
 
     caplog.set_level(logging.WARNING, logger="animegan")
-    run_training(tiny_conf("loss.r1_gamma=1", "output.sample_every=0"), tmp_path / "bn", show_progress=False)
+    run_training(tiny_conf("loss=wgan_gp", "model.d_batchnorm=true", "train.d_steps=1", "output.sample_every=0"),
+                 tmp_path / "bn", show_progress=False)
     assert any("BatchNorm" in r.getMessage() and "d_batchnorm=false" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    run_training(tiny_conf("loss.r1_gamma=1", "model.d_batchnorm=false", "output.sample_every=0"), tmp_path / "none",
-                 show_progress=False)
-    assert not any("BatchNorm" in r.getMessage() for r in caplog.records)
+    for name, extra in (("wgan", ["loss=wgan_gp", "train.d_steps=1"]), ("r1", ["loss.r1_gamma=1"])):
+        run_training(tiny_conf(*extra, "output.sample_every=0"), tmp_path / name, show_progress=False)
+    assert not any("BatchNorm" in r.getMessage() for r in caplog.records)  # wgan_gp's preset has no BatchNorm in D
 
 
 def test_the_wgan_gp_preset_trains_as_its_file_says(tmp_path):

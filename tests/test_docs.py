@@ -24,7 +24,7 @@ def _defaults_table(name: str = "effective defaults"):
     text = README.read_text()
     start = text.index(f"<!-- {name}")
     block = text[start:text.index(f"<!-- end of {name} -->")]
-    rows = re.findall(r"^\| `([a-z_.]+)` \| ([^|]+) \|", block, flags=re.M)
+    rows = re.findall(r"^\| `([a-z0-9_.]+)` \| ([^|]+) \|", block, flags=re.M)
     assert len(rows) >= 10, "the table of effective defaults is missing from the README"
     return {key: value.strip() for key, value in rows}
 
