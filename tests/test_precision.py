@@ -135,3 +135,18 @@ def test_fp16_epoch_line_counts_skipped_steps(tmp_path, caplog):
                            "train.precision=fp16"), tmp_path, show_progress=False)
     lines = [r.getMessage() for r in caplog.records if "epoch 1/1 done" in r.getMessage()]
     assert len(lines) == 1 and "fp16 steps skipped (inf/NaN gradients) so far: D " in lines[0]
+
+
+@pytest.mark.parametrize("penalty", [["loss.r1_gamma=1", "loss.r1_every=1"], ["loss=wgan_gp", "train.d_steps=1"]])
+def test_fp16_gradient_penalty_skips_an_overflowing_step_instead_of_stopping(tmp_path, penalty):
+    """At the first steps the loss scale (65536) makes the penalty's scaled input gradient
+    overflow in fp16: that step is skipped and the scale lowered, as for any overflow; the
+    run goes on with finite losses instead of stopping as diverged."""
+    run_training(tiny_conf("model=dcgan32", "dataset.num_images=32", "epochs=3", "output.sample_every=0",
+                           "train.log_every=1", "train.precision=fp16", *penalty), tmp_path, show_progress=False)
+    rows = _rows(tmp_path)
+    assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert all(math.isfinite(float(r[k])) for r in rows for k in ("loss_D", "loss_G"))
+    state = load_state(tmp_path / "checkpoints" / "last.pt")
+    assert state["loss_scaling"]["skipped"][0] >= 1  # D's scaler skipped the overflow
+    assert state["loss_scaling"]["scalers"]["D"]["scale"] < 65536.0

@@ -146,9 +146,14 @@ def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor,
         total = total * grad_scale
     (grad,) = torch.autograd.grad(total, inputs, create_graph=True)
     grad = grad.float()
-    if grad_scale is not None:
-        grad = grad / grad_scale
-    return grad.pow(2).flatten(1).sum(1)
+    if grad_scale is None:
+        return grad.pow(2).flatten(1).sum(1)
+    sq_norm = (grad / grad_scale).pow(2).flatten(1).sum(1)
+    # The scaled gradient overflows now and then (at the start, the scale is 65536): the
+    # scaler's way is to skip that step and lower the scale. The sample's penalty counts 0
+    # in the loss (an inf loss would stop the run as diverged); its NaN gradient still
+    # reaches D's weights, so the scaler skips the step as for any overflow.
+    return torch.where(torch.isfinite(sq_norm), sq_norm, torch.zeros_like(sq_norm))
 
 
 def gradient_penalty(discriminator, real: torch.Tensor, fake: torch.Tensor, rng: torch.Generator,
