@@ -29,9 +29,9 @@ from animegan.guard import DivergenceGuard
 from animegan.logger import RunLogger, flat_hparams
 from animegan.loop import Outputs, evaluate_epoch, evaluation_due, train
 from animegan.losses import build_loss
+from animegan.lr_schedule import LearningRateSchedule
 from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
-from animegan.lr_schedule import LearningRateSchedule
 from animegan.optimizers import build_optimizers
 from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
 from animegan.resume import ResumePlan, data_order, plan_resume
