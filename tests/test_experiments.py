@@ -120,9 +120,9 @@ def test_naruto_matches_the_source_parameter_counts_and_options():
 
 # What each seed project trained with, on the keys its source names (the experiment file's
 # header): whatever animegan's own defaults are, `experiment=<seed>` still composes to these.
-PAPER = {"loss.name": "bce", "loss.real_label": 1.0, "loss.r1_gamma": 0.0, "optimizer.name": "adam", "optimizer.betas": [0.5, 0.999],
-         "train.ema": False, "train.diffaugment": [], "train.instance_noise": 0.0, "model.image_size": 64,
-         "model.minibatch_std": False}
+PAPER = {"loss.name": "bce", "loss.real_label": 1.0, "loss.r1_gamma": 0.0, "optimizer.name": "adam",
+         "optimizer.betas": [0.5, 0.999], "train.ema": False, "train.diffaugment": [], "train.instance_noise": 0.0,
+         "model.image_size": 64, "model.minibatch_std": False}
 SEEDS = {
     "oulu": {**PAPER, "optimizer.lr": 2e-4, "batch_size": 128, "epochs": 40, "model.nz": 100, "model.ngf": 64,
              "model.ndf": 64, "dataset.name": "anime36k"},
