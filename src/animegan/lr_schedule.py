@@ -28,7 +28,7 @@ class LearningRateSchedule:
 
     def factor(self, step: int) -> float:
         start = self.decay_start * self.total_steps
-        if step <= start or self.decay_start >= 1:
+        if step <= start:  # decay_start 1: every step of the run
             return 1.0
         progress = min(1.0, (step - start) / max(1.0, self.total_steps - start))
         return 1.0 - (1.0 - self.decay_to) * progress
