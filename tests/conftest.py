@@ -16,6 +16,7 @@ from animegan.cli.compose import compose_config, resolve_config
 # One thread per process, also in the commands the tests start: the models are tiny, and
 # the suite runs one test process per core (pytest-xdist), so more threads only compete.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+torch.set_num_threads(1)  # here too: module-scoped fixtures that train run before _few_threads
 
 # A run small enough for a test: 64 synthetic faces, tiny nets, 4 steps per epoch.
 TINY = [
@@ -47,6 +48,41 @@ def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, chec
     if check and result.returncode != 0:
         raise AssertionError(f"{command} {args} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return result
+
+
+def call_cli(main, args: List[str], cwd: Path = None) -> subprocess.CompletedProcess:
+    """Call a command's main(argv) in this process, as its console script would (in `cwd`);
+    its exit status and console output, as run_cli returns them. For the many error cases
+    of one command: a process each would pay torch's import for every case."""
+    import contextlib
+    import io
+
+    out, err = io.StringIO(), io.StringIO()
+    status, before = 0, os.getcwd()
+    try:
+        os.chdir(cwd or before)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            main(list(args))
+    except SystemExit as exc:
+        status = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.chdir(before)
+    return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
+
+
+def shared_folder(tmp_path_factory, name: str, make) -> Path:
+    """A folder that `make(folder)` fills once per test session, however many test
+    processes (pytest-xdist workers) ask for it: the first makes it while the others wait
+    on its lock (xdist's recipe for session-wide fixtures). For runs several tests read."""
+    from filelock import FileLock  # a dependency of torch
+
+    root = tmp_path_factory.getbasetemp().parent  # the session's, shared by its workers
+    folder, done = root / name, root / f"{name}.done"
+    with FileLock(str(root / f"{name}.lock")):
+        if not done.exists():
+            make(folder)
+            done.touch()
+    return folder
 
 
 STANDIN = "animegan-test-pixel-stats"  # stand-in FID feature extractor (no weights to download)

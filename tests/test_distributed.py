@@ -14,7 +14,8 @@ import torch
 from animegan.augment import DiffAugment
 from animegan.data import ImageBank
 from animegan.distributed import Shard
-from conftest import BIN, TINY, load_state, run_cli
+from animegan.run import run_training
+from conftest import BIN, TINY, load_state, shared_folder, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
 
 # BatchNorm and the minibatch standard deviation see each process's part of the batch;
@@ -55,9 +56,23 @@ def test_random_draws_for_the_global_batch_are_split_not_repeated():
 
 # --- whole runs under torchrun --------------------------------------------------------------------------------------
 
-def test_two_processes_write_one_run_directory_from_rank_0(tmp_path):
-    result = torchrun([*TINY, "epochs=2"], cwd=tmp_path)
-    runs = list((tmp_path / "outputs").glob("*/*"))
+TWO_PROCESS_RUN = [*TINY, "epochs=2", "train.diffaugment=[translation]"]
+
+
+@pytest.fixture(scope="module")
+def two_process_run(tmp_path_factory):
+    """One run under torchrun into Hydra's default run directory (outputs/DATE/TIME):
+    the run two tests look at (its files, and the straight run a resume must equal)."""
+    def make(cwd: Path):
+        cwd.mkdir()
+        (cwd / "stdout.txt").write_text(torchrun(TWO_PROCESS_RUN, cwd=cwd).stdout)
+
+    cwd = shared_folder(tmp_path_factory, "two-process-run", make)
+    return (cwd / "stdout.txt").read_text(), list((cwd / "outputs").glob("*/*"))
+
+
+def test_two_processes_write_one_run_directory_from_rank_0(two_process_run):
+    stdout, runs = two_process_run
     assert len(runs) == 1, runs  # both processes agreed on one directory
     run = runs[0]
     log = (run / "train.log").read_text()
@@ -65,13 +80,13 @@ def test_two_processes_write_one_run_directory_from_rank_0(tmp_path):
     assert "all 2 processes hold the same weights" in log
     assert (run / ".hydra" / "config.yaml").is_file() and load_state(run / "checkpoints" / "last.pt")["step"] == 8
     assert [int(r["step"]) for r in _rows(run)] == list(range(1, 9))  # one metrics row per step, not per process
-    assert result.stdout.count("exported to") == 1
+    assert stdout.count("exported to") == 1
 
 
 def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
     args = [*TINY, *NO_BATCH_STATISTICS, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
             "train.instance_noise=0.2", "loss.r1_gamma=1.0"]
-    run_cli("animegan-train", [*args, f"hydra.run.dir={tmp_path / 'one'}"], cwd=tmp_path, check=True)
+    run_training(tiny_conf(*args), tmp_path / "one", show_progress=False)  # one process: this one
     torchrun([*args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path)
     one, two = (load_state(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
     for net in ("generator", "discriminator"):
@@ -83,13 +98,12 @@ def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
         assert float(r1["loss_D"]) == pytest.approx(float(r2["loss_D"]), abs=1e-4)
 
 
-def test_resume_under_two_processes_is_exact(tmp_path):
-    args = [*TINY, "epochs=2", "train.diffaugment=[translation]"]
-    torchrun([*args, f"hydra.run.dir={tmp_path / 'straight'}"], cwd=tmp_path)
-    torchrun([*args, "epochs=1", f"hydra.run.dir={tmp_path / 'split'}"], cwd=tmp_path)
+def test_resume_under_two_processes_is_exact(tmp_path, two_process_run):
+    straight = two_process_run[1][0]
+    torchrun([*TWO_PROCESS_RUN, "epochs=1", f"hydra.run.dir={tmp_path / 'split'}"], cwd=tmp_path)
     torchrun([f"resume={tmp_path / 'split' / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=tmp_path)
-    _assert_same_weights(tmp_path / "straight" / "checkpoints" / "last.pt", tmp_path / "split" / "checkpoints" / "last.pt")
-    assert _rows(tmp_path / "straight") == _rows(tmp_path / "split")
+    _assert_same_weights(straight / "checkpoints" / "last.pt", tmp_path / "split" / "checkpoints" / "last.pt")
+    assert _rows(straight) == _rows(tmp_path / "split")
 
 
 def test_a_global_batch_that_does_not_split_evenly_is_one_line(tmp_path):

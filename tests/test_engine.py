@@ -16,7 +16,7 @@ import torch
 from animegan.run import run_training
 from animegan.face_generator import load_generator
 from animegan.stopping import StopReason
-from conftest import BIN, TINY, load_state, run_cli, tiny_conf
+from conftest import BIN, TINY, load_state, run_cli, shared_folder, tiny_conf
 from test_training import _assert_same_weights, _rows
 
 
@@ -30,14 +30,22 @@ def test_the_run_says_why_it_stopped(tmp_path):
     assert (tmp_path / "b" / "losses.png").is_file()  # drawn at the stop, though no epoch ended
 
 
-@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_finishes_the_step_writes_last_pt_and_the_resume_equals_a_straight_run(tmp_path, signum, status):
-    # 96 steps of a 32-px net: a few seconds of training, long enough that the signal lands mid-run
-    args = [*TINY, "model=dcgan32", "model.ngf=16", "model.ndf=16", "dataset.num_images=128", "epochs=12",
-            "train.log_every=1", "output.sample_every=0", "checkpoint.snapshot_every=0"]
-    straight, stopped = tmp_path / "straight", tmp_path / "stopped"
-    run_cli("animegan-train", [*args, f"hydra.run.dir={straight}"], cwd=tmp_path, check=True)
+# 64 steps of a 32-px net: a few seconds of training, long enough that the signal lands mid-run
+SIGNALLED = ["model=dcgan32", "model.ngf=16", "model.ndf=16", "dataset.num_images=128", "epochs=8",
+             "train.log_every=1", "output.sample_every=0", "checkpoint.snapshot_every=0"]
 
+
+@pytest.fixture(scope="module")
+def straight_signalled_run(tmp_path_factory) -> Path:
+    """The uninterrupted run the signalled ones must equal, trained once, in this process."""
+    return shared_folder(tmp_path_factory, "signalled-straight",
+                         lambda run: run_training(tiny_conf(*SIGNALLED), run, show_progress=False))
+
+
+@pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_finishes_the_step_writes_last_pt_and_the_resume_equals_a_straight_run(
+        tmp_path, straight_signalled_run, signum, status):
+    args, straight, stopped = [*TINY, *SIGNALLED], straight_signalled_run, tmp_path / "stopped"
     proc = subprocess.Popen([str(BIN / "animegan-train"), *args, f"hydra.run.dir={stopped}"], cwd=tmp_path,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
@@ -52,7 +60,7 @@ def test_a_signal_finishes_the_step_writes_last_pt_and_the_resume_equals_a_strai
     last = stopped / "checkpoints" / "last.pt"
     assert f"animegan-train resume={last}" in out + err
     state = load_state(last)
-    assert 4 < state["step"] < 96, "the run ended before the signal came"
+    assert 4 < state["step"] < 64, "the run ended before the signal came"
     assert int(_rows(stopped)[-1]["step"]) == state["step"]  # the state holds every step that was logged
     assert not (stopped / "checkpoints" / "generator.pt").exists()  # the export waits for the end
 

@@ -29,8 +29,7 @@ def _run_files(run: Path) -> dict:
 
 def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(tmp_path):
     run = tmp_path / "run"
-    args = [*TINY, "checkpoint.keep_every=1"]
-    run_cli("animegan-train", [*args, "epochs=3", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    run_training(tiny_conf("checkpoint.keep_every=1", "epochs=3"), run, show_progress=False)
     before = _run_files(run)
 
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"],
@@ -62,8 +61,7 @@ def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_pat
 
 def test_resuming_the_newest_state_continues_in_place(tmp_path):
     run = tmp_path / "run"
-    run_cli("animegan-train", [*TINY, "epochs=1", "checkpoint.keep_every=1", f"hydra.run.dir={run}"], cwd=tmp_path,
-            check=True)
+    run_training(tiny_conf("epochs=1", "checkpoint.keep_every=1"), run, show_progress=False)
     # epoch_001.pt holds the same step as last.pt: nothing newer exists, so this is the run's newest state too.
     run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"], cwd=tmp_path, check=True)
     assert not (tmp_path / "outputs").exists()
@@ -76,7 +74,7 @@ def test_resuming_the_newest_state_continues_in_place(tmp_path):
                                         ("dataset.flip=false", "dataset.flip")])
 def test_a_resume_that_changes_the_batch_order_is_one_line_naming_the_key(tmp_path, change, key):
     run = tmp_path / "run"
-    run_cli("animegan-train", [*TINY, "epochs=1", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    run_training(tiny_conf("epochs=1"), run, show_progress=False)
     before = _run_files(run)
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2", change], cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
@@ -116,8 +114,7 @@ def test_changed_images_are_refused_on_resume(tmp_path):
     _faces(faces, 40)
     run = tmp_path / "run"
     opts = ["dataset=folder", f"dataset.root={faces}", "dataset.min_size=0", "dataset.workers=1"]
-    tiny = [a for a in TINY if not a.startswith("dataset.")]
-    run_cli("animegan-train", [*tiny, *opts, "batch_size=8", f"hydra.run.dir={run}"], cwd=tmp_path, check=True)
+    run_training(tiny_conf(*opts, "batch_size=8", synthetic=False), run, show_progress=False)
     _faces(faces, 4, start=40)  # the user adds images to the folder
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
@@ -129,10 +126,10 @@ def test_saved_paths_are_absolute_so_resume_and_eval_work_from_anywhere(tmp_path
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     _faces(home / "faces", 32)
     elsewhere.mkdir()
-    tiny = [a for a in TINY if not a.startswith("dataset.")]
     run = tmp_path / "run"
-    run_cli("animegan-train", [*tiny, "dataset=folder", "dataset.root=faces", "dataset.min_size=0", "batch_size=8",
-                               f"hydra.run.dir={run}"], cwd=home, check=True)
+    monkeypatch.chdir(home)  # the first run names its folder relative to where it starts
+    run_training(tiny_conf("dataset=folder", "dataset.root=faces", "dataset.min_size=0", "batch_size=8",
+                           synthetic=False), run, show_progress=False)
     saved = load_state(run / "checkpoints" / "last.pt")["config"]
     assert saved["dataset"]["root"] == str(home / "faces")
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=elsewhere)

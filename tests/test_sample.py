@@ -9,10 +9,11 @@ import pytest
 import torch
 from PIL import Image
 
+from animegan.cli import sample as sample_cli
 from animegan.run import run_training
 from animegan.sampling import generate
 from animegan.face_generator import load_generator
-from conftest import run_cli, tiny_conf
+from conftest import call_cli, run_cli, tiny_conf
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_bare_name_is_found_in_checkpoints_and_individual_images_saved(trained, 
 )
 def test_bad_checkpoint_is_one_line(tmp_path, setup, match):
     setup(tmp_path)
-    result = run_cli("animegan-sample", ["--ckpt", str(tmp_path / "x.pt")], cwd=tmp_path)
+    result = call_cli(sample_cli.main, ["--ckpt", str(tmp_path / "x.pt")], tmp_path)
     assert result.returncode == 2
     assert result.stderr.count("\n") == 1 and match in result.stderr and "Traceback" not in result.stderr
 

@@ -136,7 +136,7 @@ def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
 def test_kill_9_mid_epoch_then_resume_matches_a_straight_run(tmp_path):
     args = [*TINY, "epochs=2", "dataset.num_images=128", "checkpoint.every_n_steps=1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_cli("animegan-train", [*args, f"hydra.run.dir={straight}"], cwd=tmp_path, check=True)
+    run_training(tiny_conf(*args), straight, show_progress=False)  # the reference: in this process
 
     proc = subprocess.Popen([str(BIN / "animegan-train"), *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
