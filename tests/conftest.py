@@ -56,9 +56,10 @@ def call_cli(main, args: List[str], cwd: Path = None) -> subprocess.CompletedPro
     of one command: a process each would pay torch's import for every case."""
     import contextlib
     import io
+    import logging
 
     out, err = io.StringIO(), io.StringIO()
-    status, before = 0, os.getcwd()
+    status, before, raise_exceptions = 0, os.getcwd(), logging.raiseExceptions  # animegan-train sets it
     try:
         os.chdir(cwd or before)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -67,6 +68,7 @@ def call_cli(main, args: List[str], cwd: Path = None) -> subprocess.CompletedPro
         status = exc.code if isinstance(exc.code, int) else 1
     finally:
         os.chdir(before)
+        logging.raiseExceptions = raise_exceptions
     return subprocess.CompletedProcess(args, status, out.getvalue(), err.getvalue())
 
 

@@ -18,16 +18,17 @@ import torch
 from PIL import Image
 
 import animegan
+from animegan.cli import sample as sample_cli
 from animegan.errors import AnimeganError
-from conftest import TINY, run_cli
+from conftest import TINY, call_cli
 
 REPO = Path(__file__).parents[1]
 
 
 def test_load_generator_draws_the_faces_animegan_sample_writes(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # not the repository: afg.pt is found among the installed generators
-    run_cli("animegan-sample", ["--ckpt", "afg.pt", "--n", "4", "--seed", "0", "--out", "cli.png"], cwd=tmp_path,
-            check=True)
+    assert call_cli(sample_cli.main, ["--ckpt", "afg.pt", "--n", "4", "--seed", "0", "--out", "cli.png"],
+                    tmp_path).returncode == 0
     faces = animegan.load_generator("afg.pt", device="cpu")
     sample = faces.sample(4, seed=0)
     assert sample.dtype == torch.uint8 and sample.shape == (4, 3, 64, 64)
@@ -39,8 +40,8 @@ def test_load_generator_draws_the_faces_animegan_sample_writes(tmp_path, monkeyp
 
 def test_interpolate_and_grid_match_the_cli_walk(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    run_cli("animegan-sample", ["--ckpt", "afg.pt", "--interpolate", "3", "--n", "2", "--seed", "5", "--out",
-                                "walk.png"], cwd=tmp_path, check=True)
+    assert call_cli(sample_cli.main, ["--ckpt", "afg.pt", "--interpolate", "3", "--n", "2", "--seed", "5", "--out",
+                                      "walk.png"], tmp_path).returncode == 0
     faces = animegan.load_generator("afg.pt", device="cpu")
     walk = faces.interpolate(keys=2, steps=3, seed=5)
     assert walk.shape == (2, 4, 3, 64, 64) and torch.equal(walk[0, -1], walk[1, 0])  # row i ends where i + 1 starts

@@ -13,9 +13,10 @@ from PIL import Image
 
 from animegan import fidelity
 from animegan.artefacts import MetricsLog
+from animegan.cli import train as train_cli
 from animegan.errors import AnimeganError
 from animegan.run import run_training
-from conftest import STANDIN, TINY, load_state, run_cli, standin_eval, tiny_conf
+from conftest import STANDIN, TINY, call_cli, load_state, run_cli, standin_eval, tiny_conf
 from test_training import _rows
 
 
@@ -76,7 +77,7 @@ def test_a_resume_that_changes_the_batch_order_is_one_line_naming_the_key(tmp_pa
     run = tmp_path / "run"
     run_training(tiny_conf("epochs=1"), run, show_progress=False)
     before = _run_files(run)
-    result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2", change], cwd=tmp_path)
+    result = call_cli(train_cli.main, [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2", change], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"{key}=" in lines[0] and "resume_new_order=true" in lines[0]

@@ -13,7 +13,7 @@ from animegan.cli import sample as sample_cli
 from animegan.run import run_training
 from animegan.sampling import generate
 from animegan.face_generator import load_generator
-from conftest import call_cli, run_cli, tiny_conf
+from conftest import call_cli, tiny_conf
 
 
 @pytest.fixture(scope="module")
@@ -27,8 +27,9 @@ def trained(tmp_path_factory):
 @pytest.mark.parametrize("name", ["generator.pt", "last.pt"])
 def test_sample_grid_from_either_checkpoint(trained, tmp_path, name):
     out = tmp_path / "grid.png"
-    result = run_cli("animegan-sample", ["--ckpt", str(trained / name), "--n", "12", "--nrow", "4", "--out", str(out),
-                                         "--device", "cpu"], cwd=tmp_path, check=True)
+    result = call_cli(sample_cli.main, ["--ckpt", str(trained / name), "--n", "12", "--nrow", "4", "--out", str(out),
+                                        "--device", "cpu"], tmp_path)
+    assert result.returncode == 0, result.stderr
     assert str(out) in result.stdout
     grid = Image.open(out)
     assert grid.size == (4 * 66 + 2, 3 * 66 + 2)
@@ -52,8 +53,8 @@ def test_large_n_is_generated_in_chunks_with_the_same_result(trained):
 def test_bare_name_is_found_in_checkpoints_and_individual_images_saved(trained, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     shutil.copy(trained / "generator.pt", tmp_path / "checkpoints" / "afg.pt")
-    run_cli("animegan-sample", ["--ckpt", "afg.pt", "--n", "5", "--save-individual", "faces", "--seed", "7"],
-            cwd=tmp_path, check=True)
+    assert call_cli(sample_cli.main, ["--ckpt", "afg.pt", "--n", "5", "--save-individual", "faces", "--seed", "7"],
+                    tmp_path).returncode == 0
     assert (tmp_path / "checkpoints" / "afg-n5-seed7.png").is_file()  # default: beside the checkpoint
     assert sorted(p.name for p in (tmp_path / "faces").iterdir()) == [f"{i:06d}.png" for i in range(5)]
     assert Image.open(tmp_path / "faces" / "000000.png").size == (64, 64)
@@ -75,9 +76,9 @@ def test_bad_checkpoint_is_one_line(tmp_path, setup, match):
 
 
 def test_more_images_than_a_grid_holds_needs_save_individual(trained, tmp_path):
-    result = run_cli("animegan-sample", ["--ckpt", str(trained / "generator.pt"), "--n", "5000"], cwd=tmp_path)
+    result = call_cli(sample_cli.main, ["--ckpt", str(trained / "generator.pt"), "--n", "5000"], tmp_path)
     assert result.returncode == 2 and "--save-individual" in result.stderr
-    run_cli("animegan-sample", ["--ckpt", str(trained / "generator.pt"), "--n", "1100", "--batch", "512",
-                                "--save-individual", "all", "--out", "g.png"], cwd=tmp_path, check=True)
+    assert call_cli(sample_cli.main, ["--ckpt", str(trained / "generator.pt"), "--n", "1100", "--batch", "512",
+                                      "--save-individual", "all", "--out", "g.png"], tmp_path).returncode == 0
     assert len(list((tmp_path / "all").iterdir())) == 1100
     assert Image.open(tmp_path / "g.png").size == (32 * 66 + 2, 32 * 66 + 2)  # the first 1024 only

@@ -6,10 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
+from animegan.cli import sample as sample_cli
 from animegan.run import run_training
 from animegan.sampling import generate, interpolate, latents, slerp, truncate_
 from animegan.face_generator import load_generator
-from conftest import run_cli, tiny_conf
+from conftest import call_cli, tiny_conf
 
 
 @pytest.fixture(scope="module")
@@ -58,9 +59,9 @@ def test_interpolation_rows_start_and_end_at_the_key_faces(trained):
 
 def test_cli_interpolate_writes_a_grid_and_a_gif(trained, tmp_path):
     out = tmp_path / "walk.png"
-    result = run_cli("animegan-sample", ["--ckpt", str(trained / "checkpoints" / "generator.pt"), "--interpolate", "4",
-                                         "--n", "3", "--out", str(out), "--device", "cpu", "--truncation", "1.5"],
-                     cwd=tmp_path, check=True)
+    result = call_cli(sample_cli.main, ["--ckpt", str(trained / "checkpoints" / "generator.pt"), "--interpolate", "4",
+                                        "--n", "3", "--out", str(out), "--device", "cpu", "--truncation", "1.5"], tmp_path)
+    assert result.returncode == 0, result.stderr
     assert "walk.gif" in result.stdout
     assert Image.open(out).size == (5 * 66 + 2, 3 * 66 + 2)  # 3 transitions x (4 steps + end key)
     gif = Image.open(tmp_path / "walk.gif")
@@ -69,11 +70,11 @@ def test_cli_interpolate_writes_a_grid_and_a_gif(trained, tmp_path):
 
 def test_cli_truncation_and_bad_values(trained, tmp_path):
     ckpt = str(trained / "checkpoints" / "generator.pt")
-    run_cli("animegan-sample", ["--ckpt", ckpt, "--n", "4", "--truncation", "0.8", "--out", "t.png"],
-            cwd=tmp_path, check=True)
+    assert call_cli(sample_cli.main, ["--ckpt", ckpt, "--n", "4", "--truncation", "0.8", "--out", "t.png"],
+                    tmp_path).returncode == 0
     assert Image.open(tmp_path / "t.png").size == (2 * 66 + 2, 2 * 66 + 2)
     for args, match in ((["--truncation", "0"], "--truncation"), (["--interpolate", "3", "--n", "1"], "--n >= 2")):
-        result = run_cli("animegan-sample", ["--ckpt", ckpt, *args], cwd=tmp_path)
+        result = call_cli(sample_cli.main, ["--ckpt", ckpt, *args], tmp_path)
         assert result.returncode == 2 and match in result.stderr and "Traceback" not in result.stderr
 
 

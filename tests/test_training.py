@@ -15,13 +15,14 @@ from PIL import Image
 
 from animegan.artefacts import LOSS_COLUMNS, METRIC_COLUMNS
 from animegan.checkpoint import GENERATOR_FORMAT, TRAINING_FORMAT
+from animegan.cli import train as train_cli
 from animegan.losses import build_loss
 from animegan.models import build_pair
 from animegan.optimizers import build_optimizers
 from animegan.precision import LossScaling
 from animegan.step import StepParts
 from animegan.run import run_training
-from conftest import BIN, TINY, load_state, run_cli, run_steps, tiny_conf
+from conftest import BIN, TINY, call_cli, load_state, run_cli, run_steps, tiny_conf
 
 
 def _rows(run_dir: Path):
@@ -165,8 +166,8 @@ def test_resume_errors_are_one_line(tmp_path):
     result = run_cli("animegan-train", [f"resume={gen}"], cwd=tmp_path)
     assert result.returncode == 2 and "generator-only" in result.stderr and "Traceback" not in result.stderr
 
-    last = tmp_path / "checkpoints" / "last.pt"
-    result = run_cli("animegan-train", [f"resume={last}", "model.ngf=16", f"hydra.run.dir={tmp_path / 'x'}"], cwd=tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"  # main() in this process: the console script is tested above
+    result = call_cli(train_cli.main, [f"resume={last}", "model.ngf=16", f"hydra.run.dir={tmp_path / 'x'}"], tmp_path)
     assert result.returncode == 2 and "weights do not fit the model config" in (result.stdout + result.stderr)
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -259,7 +259,9 @@ def register_schema() -> None:
     YAML does not list (dataset=folder dataset.workers=2, loss=hinge loss.r1_gamma=1)."""
     from hydra.core.config_store import ConfigStore
 
-    ConfigStore.instance().store(name=SCHEMA_NAME, node=TrainConfig)
+    store = ConfigStore.instance()
+    if f"{SCHEMA_NAME}.yaml" not in store.repo:  # once per process: storing converts the whole dataclass
+        store.store(name=SCHEMA_NAME, node=TrainConfig)
 
 
 def validate_model(model: dict, source: str = "") -> ModelConfig:

@@ -43,8 +43,9 @@ HYDRA_MODES = {"-m": "--multirun", "--multirun": "--multirun", "-r": "--run", "-
                "--shell-completion": "--shell-completion"}
 
 
-def main() -> None:
-    argv = sys.argv[1:]
+def main(argv: Optional[List[str]] = None) -> None:
+    """The console script (argv: the command line after the program's name)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     # A log line that cannot reach train.log (a full disk) is dropped, not a traceback on
     # the console: the write that fails next reports the full disk in one line.
     logging.raiseExceptions = False
