@@ -4,6 +4,7 @@ training as one process at the same global batch, and an exact resume."""
 
 from __future__ import annotations
 
+import gc
 import os
 import subprocess
 from pathlib import Path
@@ -13,7 +14,7 @@ import torch
 
 from animegan.augment import DiffAugment
 from animegan.data import ImageBank
-from animegan.distributed import Shard
+from animegan.distributed import ProcessGroup, Ranks, Shard
 from animegan.run import run_training
 from conftest import BIN, TINY, load_state, shared_folder, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
@@ -52,6 +53,32 @@ def test_random_draws_for_the_global_batch_are_split_not_repeated():
     parts = [DiffAugment("color,translation,cutout", torch.Generator().manual_seed(1), Shard(r, 2))(x[r * 8:(r + 1) * 8])
              for r in range(2)]
     assert torch.allclose(torch.cat(parts), whole, atol=1e-6)
+
+
+def test_a_stopped_group_leaves_no_reference_to_torchs_process_group(monkeypatch):
+    """A process group still referenced after destroy_process_group() is torn down at
+    interpreter exit, where gloo's threads can abort the process (it happened at the end of
+    2-process runs under load). A group of one process in this one, which the ProcessGroup
+    takes for one of two so that every collective runs."""
+    import socket
+    import weakref
+
+    import torch.distributed as dist
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    for key, value in {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": "0", "WORLD_SIZE": "1"}.items():
+        monkeypatch.setenv(key, value)
+    group = ProcessGroup(Ranks(rank=0, world=2, local_rank=0))
+    group.start("cpu")
+    world = weakref.ref(dist.group.WORLD)
+    try:
+        assert group.any(True) and not group.any(False) and group.broadcast({"step": 3}) == {"step": 3}
+    finally:
+        group.stop()
+    gc.collect()
+    assert not dist.is_initialized() and world() is None
 
 
 # --- whole runs under torchrun --------------------------------------------------------------------------------------

@@ -88,32 +88,47 @@ class Ranks:
         return Shard(self.rank, self.world)
 
 
+# On NCCL runs, a gloo group for small host-side messages (stop requests, objects); None
+# on gloo runs, whose default group serves. Held here, like torch.distributed's own groups,
+# and never by a ProcessGroup: a group object still referenced after
+# destroy_process_group() is torn down at interpreter exit, where gloo's threads abort the
+# process ("terminate called without an active exception", seen at the end of 2-process
+# CPU runs under load).
+_control_group = None
+
+
 class ProcessGroup:
     """The collectives a run needs, and nothing when it runs in one process."""
 
     def __init__(self, ranks: Ranks):
         self.ranks = ranks
-        self._control = None  # a gloo group for small host-side messages (stop requests), also on NCCL runs
 
     def start(self, device_type: str) -> None:
         if not self.ranks.distributed:
             return
         import torch.distributed as dist
 
+        global _control_group
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device_type == "cuda" else "gloo", timeout=COLLECTIVE_TIMEOUT)
-        self._control = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT) \
-            if dist.get_backend() != "gloo" else dist.group.WORLD
+        if dist.get_backend() != "gloo" and _control_group is None:
+            _control_group = dist.new_group(backend="gloo", timeout=COLLECTIVE_TIMEOUT)
 
     def stop(self, clean: bool = True) -> None:
         """End the group. After a failure (`clean` False) the process just exits: waiting
         for the others could wait forever, and torchrun stops them when one fails."""
+        global _control_group
         if self.ranks.distributed and clean:
             import torch.distributed as dist
 
             if dist.is_initialized():
                 dist.barrier()  # nobody tears the group down while another process still talks to it
                 dist.destroy_process_group()
+            _control_group = None
+
+    @property
+    def _control(self):
+        return _control_group
 
     def average_gradients(self, module: torch.nn.Module) -> None:
         """Replace every gradient of `module` by its mean over the processes (one collective)."""
