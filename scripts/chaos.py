@@ -32,7 +32,8 @@ import torch
 INTERVAL = 2  # checkpoint.every_n_steps
 COMMON = ["dataset.num_images=256", "model.ngf=16", "model.ndf=16", "batch_size=32", "device=cpu",
           "train.log_every=1", f"checkpoint.every_n_steps={INTERVAL}", "checkpoint.keep_every=2",
-          "checkpoint.snapshot_every=3", "output.n_samples=16", "output.nrow=4", "logger=csv"]
+          "checkpoint.snapshot_every=3", "output.n_samples=16", "output.nrow=4", "logger=csv",
+          "train.ema_calibration_images=128"]
 
 
 def train(args, run_dir: Path, env=None) -> subprocess.Popen:

@@ -22,6 +22,7 @@ torch.set_num_threads(1)  # here too: module-scoped fixtures that train run befo
 TINY = [
     "dataset.num_images=64", "model.ngf=8", "model.ndf=8", "batch_size=16", "epochs=1", "device=cpu",
     "train.log_every=2", "output.n_samples=16", "output.nrow=4",
+    "train.ema_calibration_images=64",  # the averaged G's statistics at every checkpoint: 4 batches, not 64
 ]
 BIN = Path(sys.executable).parent
 

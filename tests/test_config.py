@@ -72,6 +72,7 @@ def test_model_sizes_and_overrides_reach_the_schema():
         ("train.g_steps=0", "train.g_steps"),
         ("train.ema_kimg=0", "train.ema_kimg"),
         ("train.ema_rampup=1.5", "train.ema_rampup"),
+        ("train.ema_calibration_images=1", "train.ema_calibration_images"),
         ("loss.r2_gamma=-1", "loss.r2_gamma"),
         ("optimizer.decay_start=1.5", "optimizer.decay_start"),
         ("optimizer.decay_to=-0.1", "optimizer.decay_to"),

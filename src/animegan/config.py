@@ -96,6 +96,7 @@ class LoopConfig:
     ema: bool = False  # keep an exponential moving average of G's weights for grids and the export
     ema_kimg: float = 10.0  # half-life of the average in thousands of images ...
     ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far (0: no ramp)
+    ema_calibration_images: int = 1024  # generated faces the average's BatchNorm statistics come from (ema.CALIBRATION_IMAGES)
     diffaugment: List[str] = field(default_factory=list)  # DiffAugment on D's inputs: [color, translation, cutout] ([]: off)
     guard: str = "warn"  # divergence guard: off | warn | stop (NaN/inf losses or D ~0 while G explodes)
     guard_patience: int = 100  # collapse = this many consecutive steps with both conditions below

@@ -121,6 +121,8 @@ def check_values(c: TrainConfig) -> None:
     _require(t.ema_kimg > 0, "train.ema_kimg", t.ema_kimg, "must be > 0 thousand images, e.g. 10")
     _require(0.0 <= t.ema_rampup <= 1.0, "train.ema_rampup", t.ema_rampup,
              "must be in [0, 1]: the half-life is at most this fraction of the images seen (0: no ramp), e.g. 0.05")
+    _require(t.ema_calibration_images >= 2, "train.ema_calibration_images", t.ema_calibration_images,
+             "must be an integer >= 2 (BatchNorm needs two faces for a statistic), e.g. 1024")
     _require(all(p in AUGMENTS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
              "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTS)} ([]: off), "
              "e.g. train.diffaugment=[color,translation,cutout]")

@@ -102,7 +102,8 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
     state = TrainingState(
         config=to_dict(conf), generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
         scaling=LossScaling(device, enabled=precision == "fp16"),
-        ema=GeneratorEMA(generator, t.ema_kimg, t.ema_rampup, conf.batch_size) if t.ema else None, rng=rng,
+        ema=GeneratorEMA(generator, t.ema_kimg, t.ema_rampup, conf.batch_size, t.ema_calibration_images)
+        if t.ema else None, rng=rng,
         guard=DivergenceGuard(t.guard, t.guard_patience, t.guard_d_loss, t.guard_g_loss),
         fid=FidTracker(conf.eval.patience), data_order=order, group=group,
         fixed_noise=torch.randn(conf.output.n_samples, conf.model.nz, 1, 1,
