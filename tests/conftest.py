@@ -65,8 +65,10 @@ def call_cli(main, args: List[str], cwd: Path = None) -> subprocess.CompletedPro
         os.chdir(cwd or before)
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             main(list(args))
-    except SystemExit as exc:
-        status = exc.code if isinstance(exc.code, int) else 1
+    except SystemExit as exc:  # as the interpreter ends: None is 0, a message goes to stderr with status 1
+        status = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
+        if exc.code is not None and not isinstance(exc.code, int):
+            err.write(f"{exc.code}\n")
     finally:
         os.chdir(before)
         logging.raiseExceptions = raise_exceptions
