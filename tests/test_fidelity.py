@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from animegan import fidelity
 from animegan.artefacts import MetricsLog
