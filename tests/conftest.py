@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 from typing import List
 
-import pytest
 import torch
 
 from animegan.cli.compose import compose_config, resolve_config
@@ -16,7 +15,7 @@ from animegan.cli.compose import compose_config, resolve_config
 # One thread per process, also in the commands the tests start: the models are tiny, and
 # the suite runs one test process per core (pytest-xdist), so more threads only compete.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-torch.set_num_threads(1)  # here too: module-scoped fixtures that train run before _few_threads
+torch.set_num_threads(1)  # and in this process, once: nothing the tests call changes it
 
 # A run small enough for a test: 64 synthetic faces, tiny nets, 4 steps per epoch.
 TINY = [
@@ -137,13 +136,6 @@ def standin_eval(stats_dir: Path) -> List[str]:
 
 def load_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-@pytest.fixture(autouse=True)
-def _few_threads():
-    # Tests run many tiny models; extra threads only add overhead on a 2-core machine.
-    torch.set_num_threads(1)
-    yield
 
 
 def run_steps(parts, images: torch.Tensor, batch_size: int, channels_last: bool = False, flip: bool = True):

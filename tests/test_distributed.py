@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import gc
 import os
+import socket
 import subprocess
+import weakref
 from pathlib import Path
 
 import pytest
@@ -60,9 +62,6 @@ def test_a_stopped_group_leaves_no_reference_to_torchs_process_group(monkeypatch
     interpreter exit, where gloo's threads can abort the process (it happened at the end of
     2-process runs under load). A group of one process in this one, which the ProcessGroup
     takes for one of two so that every collective runs."""
-    import socket
-    import weakref
-
     import torch.distributed as dist
 
     with socket.socket() as s:

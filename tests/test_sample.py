@@ -19,7 +19,6 @@ from conftest import call_cli, tiny_conf
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    torch.set_num_threads(1)
     run_training(tiny_conf(), run_dir, show_progress=False)
     return run_dir / "checkpoints"
 

@@ -16,7 +16,6 @@ from conftest import call_cli, tiny_conf
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    torch.set_num_threads(1)
     run_training(tiny_conf("epochs=3", "dataset.num_images=32"), run_dir, show_progress=False)
     return run_dir
 

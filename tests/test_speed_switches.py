@@ -33,7 +33,6 @@ def _train_steps(autocast_dtype, channels_last, steps=3):
 
 @pytest.fixture(scope="module")
 def plain():
-    torch.set_num_threads(1)
     return _train_steps(None, False)
 
 
