@@ -10,7 +10,8 @@ import pytest
 
 from animegan.cli.compose import compose_config, resolve_config
 from animegan.cli.train import preflight
-from animegan.config import TrainConfig, validate
+from animegan.config import TrainConfig
+from animegan.config_checks import validate
 from animegan.errors import AnimeganError
 from conftest import run_cli
 

@@ -14,7 +14,7 @@ from PIL import Image
 
 from animegan.cli import prepare as prepare_cli
 from animegan.cli.compose import compose_config
-from animegan.config import validate
+from animegan.config_checks import validate
 
 PRESETS = ["anime36k", "animefaces63k", "animefaces21k", "gochiusa", "naruto"]
 SCRIPT = Path(sys.executable).parent / "animegan-prepare"

@@ -12,7 +12,7 @@ from PIL import Image
 
 from animegan.checkpoint import GENERATOR_FORMAT, load_checkpoint
 from animegan.face_generator import resolve_checkpoint
-from animegan.config import validate_model
+from animegan.config_checks import validate_model
 from animegan.face_generator import load_generator
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,4 +1,5 @@
-"""The range checks of a composed config, and the combinations that cannot work.
+"""`validate`: a composed config checked against the schema (animegan.config), then its
+ranges and the combinations that cannot work.
 
 Every problem is one AnimeganError line naming the key and what is allowed. The upper
 bounds keep memory and time finite whatever a config says: a typo of 10^6 for 10^2 is
@@ -8,12 +9,13 @@ one line, not an out-of-memory kill minutes later.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, List
+from typing import Any, List
 
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from animegan.config import ModelConfig, TrainConfig, describe_omegaconf_error, from_checkpoint
 from animegan.errors import AnimeganError
-
-if TYPE_CHECKING:
-    from animegan.config import ModelConfig, TrainConfig
 
 IMAGE_SIZES = (16, 32, 64, 128, 256)  # powers of two a DCGAN stack can make from 4x4
 DATASET_KINDS = ("synthetic", "folder")
@@ -33,6 +35,30 @@ MAX_PARAMETERS = 500_000_000  # per network: 2 GB of fp32 weights, 8 GB with Ada
 MAX_SYNTHETIC_BYTES = 8 * 2**30  # the synthetic faces live in memory as uint8
 MAX_SAMPLES = 1024  # images in one grid
 MAX_EVAL_IMAGES = 1_000_000
+
+
+def validate(cfg: Any) -> TrainConfig:
+    """Check a composed config (DictConfig or dict) and return it as a TrainConfig."""
+    # A plain copy: a composed config is typed by the schema already, and keys added with
+    # `+key=value` would slip through a merge of two structured configs.
+    raw = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
+    try:
+        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
+        conf: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+    except OmegaConfBaseException as exc:
+        raise AnimeganError(describe_omegaconf_error(exc)) from None
+    check_values(conf)
+    return conf
+
+
+def validate_model(model: dict, source: str = "") -> ModelConfig:
+    """A model config read from a checkpoint, checked before a network is built from it
+    (a file from elsewhere may ask for any size)."""
+    try:
+        conf = validate({"model": from_checkpoint({"model": dict(model)})["model"]})
+    except AnimeganError as exc:
+        raise AnimeganError(f"{source}: its model config is refused ({exc})" if source else str(exc)) from None
+    return conf.model
 
 
 def _require(ok: bool, key: str, value: Any, allowed: str) -> None:

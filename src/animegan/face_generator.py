@@ -55,7 +55,7 @@ def untrained_generator(model_config: Mapping, device: str = "auto", seed: int =
     take their defaults). Checked like a config on the command line before it is built."""
     import torch
 
-    from animegan.config import validate_model
+    from animegan.config_checks import validate_model
     from animegan.device import select_device
     from animegan.models import build_generator
 

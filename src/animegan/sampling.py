@@ -12,7 +12,7 @@ import torch
 
 from animegan.artefacts import to_uint8
 from animegan.checkpoint import generator_weights, load_checkpoint
-from animegan.config import validate_model
+from animegan.config_checks import validate_model
 from animegan.errors import AnimeganError
 from animegan.models import Generator, build_generator
 

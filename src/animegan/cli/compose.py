@@ -16,8 +16,9 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from animegan.cli.local_configs import register_local_configs
-from animegan.config import (TrainConfig, describe_omegaconf_error, from_checkpoint, register_schema, validate,
+from animegan.config import (TrainConfig, describe_omegaconf_error, from_checkpoint, register_schema,
                              with_absolute_paths)
+from animegan.config_checks import validate
 from animegan.errors import AnimeganError
 
 CONFIG_MODULE = "animegan.configs"

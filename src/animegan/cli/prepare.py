@@ -40,7 +40,7 @@ def run(argv: List[str]):
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("prepare one dataset and size at a time (no -m sweeps)")
     from animegan.cli.compose import compose_config
-    from animegan.config import validate
+    from animegan.config_checks import validate
     from animegan.data.cache import prepare
 
     conf = validate(compose_config(argv))

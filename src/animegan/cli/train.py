@@ -26,7 +26,8 @@ from animegan.cli import fail
 from animegan.cli.compose import compose_config, resolve_config, sweep_jobs
 from animegan.cli.local_configs import register_local_configs
 from animegan.cli.sweep_report import JOB_STATUS
-from animegan.config import register_schema, validate, with_absolute_paths
+from animegan.config import register_schema, with_absolute_paths
+from animegan.config_checks import validate
 from animegan.errors import AnimeganError, one_line
 from animegan.files import atomic_replace
 from animegan.runlock import lock_run_directory, release_run_directory
