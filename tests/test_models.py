@@ -55,3 +55,22 @@ def test_discriminator_dropout_and_slope_are_used():
     d = Discriminator(ndf=8, image_size=32, dropout=0.3, leaky_slope=0.1)
     assert any(isinstance(m, torch.nn.Dropout) and m.p == 0.3 for m in d.modules())
     assert all(m.negative_slope == 0.1 for m in d.modules() if isinstance(m, torch.nn.LeakyReLU))
+
+
+@pytest.mark.parametrize("size", [16, 32, 64, 128, 256])
+@pytest.mark.parametrize("options", [{}, {"minibatch_std": True}, {"d_batchnorm": False, "g_batchnorm": False},
+                                     {"d_spectral_norm": True, "g_spectral_norm": True}])
+def test_the_size_check_counts_what_the_networks_hold(size, options):
+    """Validation refuses a network above MAX_PARAMETERS from a count made without torch
+    (a refused config never imports it); the count must stay that of the real networks,
+    built here on the meta device, as the architecture changes."""
+    from animegan.config import ModelConfig
+    from animegan.config_checks import estimated_parameters
+    from animegan.models import build_pair
+
+    for ngf, ndf, nz in ((8, 8, 16), (64, 64, 100), (68, 24, 128)):
+        model = ModelConfig(image_size=size, ngf=ngf, ndf=ndf, nz=nz, **options)
+        with torch.device("meta"):
+            real = [count_parameters(net) for net in build_pair(model)]
+        for estimate, count in zip(estimated_parameters(model), real):
+            assert abs(estimate - count) <= 0.02 * count, (model, estimate, count)
