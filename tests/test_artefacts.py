@@ -23,6 +23,7 @@ def test_saved_grid_maps_minus_one_to_black_and_one_to_white(tmp_path):
     assert grid.getpixel((3, 3)) == (0, 0, 0) and grid.getpixel((9, 3)) == (255, 255, 255)
 
 
+@pytest.mark.slow
 def test_metrics_log_appends_and_truncates_on_resume(tmp_path):
     log = MetricsLog(tmp_path / "metrics.csv")
     log.start()

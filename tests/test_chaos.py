@@ -9,9 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[1] / "scripts" / "chaos.py"
 
 
+@pytest.mark.slow
 def test_three_kills_including_checkpoint_writes_lose_nothing_but_an_interval(tmp_path):
     # 3 epochs of 8 steps: the time goes to the five processes' start-up, not to training
     result = subprocess.run([sys.executable, str(SCRIPT), "--kills", "3", "--seed", "1", "--epochs", "3",

@@ -22,6 +22,7 @@ def _table(sweep: Path):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_submitit_local_sweep_runs_each_job_as_its_own_process(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli("animegan-train", ["-m", "hydra/launcher=submitit_local", *TINY, "seed=1,2",
@@ -35,6 +36,7 @@ def test_a_submitit_local_sweep_runs_each_job_as_its_own_process(tmp_path):
     assert seeds == {1, 2}
 
 
+@pytest.mark.slow
 def test_a_two_trial_optuna_study_minimises_the_best_fid(tmp_path):
     sweep = tmp_path / "sweep"
     site = Path(__file__).parent / "standin_site"
@@ -53,6 +55,7 @@ def test_a_two_trial_optuna_study_minimises_the_best_fid(tmp_path):
     assert found["best_value"] == pytest.approx(min(float(r["best_fid"]) for r in rows), abs=0.01)
 
 
+@pytest.mark.slow
 def test_optuna_without_fid_is_refused_before_any_trial(tmp_path):
     result = run_cli("animegan-train", ["-m", "hparams_search=optuna", *TINY, "eval.every_n_epochs=0",
                                         f"hydra.sweep.dir={tmp_path / 'sweep'}"], cwd=tmp_path)

@@ -106,6 +106,7 @@ def test_validate_rejects_unknown_keys_in_a_plain_dict():
         validate({"model": {"depth": 3}})
 
 
+@pytest.mark.slow
 def test_multirun_checks_every_job_of_the_sweep():
     preflight(["-m", "optimizer.lr=1e-4,2e-4", "train.g_steps=1,2"], os.getcwd())
     with pytest.raises(AnimeganError, match="optimizer.lr"):
@@ -152,6 +153,7 @@ def test_compile_with_a_double_backward_is_refused_before_any_work(tmp_path, ove
     assert len(lines) == 1 and "train.compile=true" in lines[0] and "train.compile=false" in lines[0]
 
 
+@pytest.mark.slow
 def test_wgan_gp_with_batchnorm_in_d_warns_and_r1_does_not(tmp_path, caplog):
     import logging
 
@@ -168,6 +170,7 @@ def test_wgan_gp_with_batchnorm_in_d_warns_and_r1_does_not(tmp_path, caplog):
     assert not any("BatchNorm" in r.getMessage() for r in caplog.records)  # wgan_gp's preset has no BatchNorm in D
 
 
+@pytest.mark.slow
 def test_the_wgan_gp_preset_trains_as_its_file_says(tmp_path):
     """configs/loss/wgan_gp.yaml: five critic steps per G step and no BatchNorm in the
     critic; with Adam, the paper's lr 1e-4 and betas (0, 0.9). The command line still wins."""
@@ -248,6 +251,7 @@ def test_dataset_workers_reaches_the_synthetic_renderer(monkeypatch):
     assert seen == [3]
 
 
+@pytest.mark.slow
 def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
     from animegan.cli.compose import with_named_overrides
     from animegan.config import to_dict
@@ -272,6 +276,7 @@ def test_a_saved_config_with_a_fixed_ema_decay_resumes_with_the_same_half_life()
     assert math.isclose(conf.train.ema_kimg, 44.3, rel_tol=1e-3)
 
 
+@pytest.mark.slow
 def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):
     import torch
 
@@ -289,6 +294,7 @@ def test_cuda_n_is_a_valid_device_and_a_missing_gpu_is_one_line(tmp_path):
     assert select_device("cpu") == torch.device("cpu")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["--help"], ["--cfg", "job"], ["batch_size=0"]], ids=["help", "cfg", "refused"])
 def test_help_cfg_and_a_refused_config_never_import_torch(argv, tmp_path):
     """What trains nothing starts in a fraction of `import torch` (2-3 s on a small CPU)."""

@@ -113,6 +113,7 @@ def overlay_cases():
     return cases
 
 
+@pytest.mark.slow  # about 60 composes
 @pytest.mark.parametrize("path,fixed,removed,free", overlay_cases(),
                          ids=lambda x: str(x.relative_to(CONFIGS)) if isinstance(x, Path) else "")
 def test_a_file_over_the_groups_sets_only_what_it_changes(path, fixed, removed, free):

@@ -97,6 +97,7 @@ def two_process_run(tmp_path_factory):
     return (cwd / "stdout.txt").read_text(), list((cwd / "outputs").glob("*/*"))
 
 
+@pytest.mark.slow
 def test_two_processes_write_one_run_directory_from_rank_0(two_process_run):
     stdout, runs = two_process_run
     assert len(runs) == 1, runs  # both processes agreed on one directory
@@ -109,6 +110,7 @@ def test_two_processes_write_one_run_directory_from_rank_0(two_process_run):
     assert stdout.count("exported to") == 1
 
 
+@pytest.mark.slow
 def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
     args = [*TINY, *NO_BATCH_STATISTICS, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
             "train.instance_noise=0.2", "loss.r1_gamma=1.0"]
@@ -124,6 +126,7 @@ def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
         assert float(r1["loss_D"]) == pytest.approx(float(r2["loss_D"]), abs=1e-4)
 
 
+@pytest.mark.slow
 def test_resume_under_two_processes_is_exact(tmp_path, two_process_run):
     straight = two_process_run[1][0]
     torchrun([*TWO_PROCESS_RUN, "epochs=1", f"hydra.run.dir={tmp_path / 'split'}"], cwd=tmp_path)
@@ -132,6 +135,7 @@ def test_resume_under_two_processes_is_exact(tmp_path, two_process_run):
     assert _rows(straight) == _rows(tmp_path / "split")
 
 
+@pytest.mark.slow
 def test_a_global_batch_that_does_not_split_evenly_is_one_line(tmp_path):
     result = torchrun([*TINY, "batch_size=15", "dataset.num_images=64"], cwd=tmp_path, check=False)
     assert result.returncode != 0

@@ -79,6 +79,7 @@ def test_calibrated_statistics_are_those_of_the_averaged_weights():
     _assert_statistics_match(averaged, 8)
 
 
+@pytest.mark.slow
 def test_a_run_calibrates_on_as_many_faces_as_its_config_says(tmp_path, monkeypatch):
     assert LoopConfig().ema_calibration_images == CALIBRATION_IMAGES  # the schema's default is ema.py's
     counts = []
@@ -105,6 +106,7 @@ def test_calibration_leaves_every_random_stream_alone():
     assert all(torch.equal(a, bn.running_mean) for a, bn in zip(stats, batchnorms(averaged)))
 
 
+@pytest.mark.slow
 def test_exported_average_has_batchnorm_statistics_of_its_own_weights(tmp_path):
     """Before standing statistics the export carried the average of the live running
     statistics, which match no network; this fails on such an export."""
@@ -119,6 +121,7 @@ def test_exported_average_has_batchnorm_statistics_of_its_own_weights(tmp_path):
                for k in state if k.endswith("weight"))  # the average is not the live generator
 
 
+@pytest.mark.slow
 def test_snapshots_at_given_minutes_hold_the_shown_generator(tmp_path):
     run_training(tiny_conf("train.ema=true", "checkpoint.snapshot_minutes=[1e-9,1e-8]",
                            f"train.ema_calibration_images={CALIBRATION_IMAGES}"), tmp_path, show_progress=False)

@@ -20,6 +20,7 @@ from conftest import BIN, TINY, load_state, run_cli, shared_folder, tiny_conf
 from test_training import _assert_same_weights, _rows
 
 
+@pytest.mark.slow
 def test_the_run_says_why_it_stopped(tmp_path):
     finished = run_training(tiny_conf("epochs=2"), tmp_path / "a", show_progress=False)
     assert (finished.reason, finished.epoch, finished.step) == (StopReason.FINISHED, 2, 8)
@@ -42,6 +43,7 @@ def straight_signalled_run(tmp_path_factory) -> Path:
                          lambda run: run_training(tiny_conf(*SIGNALLED), run, show_progress=False))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("signum,status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
 def test_a_signal_finishes_the_step_writes_last_pt_and_the_resume_equals_a_straight_run(
         tmp_path, straight_signalled_run, signum, status):
@@ -77,6 +79,7 @@ def _tensorboard_events(folder: Path):
     return acc
 
 
+@pytest.mark.slow
 def test_tensorboard_holds_the_scalars_the_grid_and_the_hparams(tmp_path):
     run_training(tiny_conf("epochs=2", "train.log_every=1"), tmp_path, show_progress=False)
     events = _tensorboard_events(tmp_path / "tensorboard")
@@ -92,6 +95,7 @@ def test_tensorboard_holds_the_scalars_the_grid_and_the_hparams(tmp_path):
     assert any(b"hparams" in f.read_bytes() for f in hparams)  # the config and final metrics
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("logger,files", [("none", set()), ("csv", {"metrics.csv", "losses.png"}),
                                           ("tensorboard", {"tensorboard"})])
 def test_the_logger_group_chooses_the_sinks(tmp_path, logger, files):
@@ -101,6 +105,7 @@ def test_the_logger_group_chooses_the_sinks(tmp_path, logger, files):
     assert (tmp_path / "samples" / "epoch_001.png").is_file() and (tmp_path / "checkpoints" / "generator.pt").is_file()
 
 
+@pytest.mark.slow
 def test_network_snapshots_are_small_sampleable_and_apart_from_the_training_state(tmp_path):
     run_training(tiny_conf("epochs=4", "checkpoint.snapshot_every=2", "train.ema=true"), tmp_path, show_progress=False)
     snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
@@ -114,6 +119,7 @@ def test_network_snapshots_are_small_sampleable_and_apart_from_the_training_stat
     assert generator(torch.randn(2, generator.nz)).shape == (2, 3, 64, 64)
 
 
+@pytest.mark.slow
 def test_jobs_of_one_sweep_leak_nothing_into_the_next(tmp_path):
     """The same job twice in one process gives the same run twice, and the second job's
     log holds only its own lines (a leaked handler would write the first job's log too)."""

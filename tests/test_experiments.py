@@ -63,6 +63,7 @@ def test_every_experiment_file_is_listed_and_states_its_source():
         assert "# @package _global_" in head and ("Source" in head or "Sources" in head), name
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", NAMES)
 def test_experiment_trains_on_its_dataset_and_tracks_fid_where_it_has_data(tmp_path, faces, name):
     conf, export, state = run_experiment(name, tmp_path / "run", faces)
@@ -74,12 +75,14 @@ def test_experiment_trains_on_its_dataset_and_tracks_fid_where_it_has_data(tmp_p
         assert compose(name).eval.feature_extractor == "inception-v3-compat"
 
 
+@pytest.mark.slow
 def test_nyu_updates_g_twice_per_d_update(tmp_path, faces):
     _, _, state = run_experiment("nyu", tmp_path / "run", faces)
     steps = {net: int(next(iter(state[net]["state"].values()))["step"]) for net in ("opt_g", "opt_d")}
     assert steps["opt_g"] == 2 * steps["opt_d"] == 2 * state["step"]
 
 
+@pytest.mark.slow
 def test_oulu_trains_the_papers_dcgan_with_its_adam_settings(tmp_path, faces):
     c = compose("oulu")
     g, d = build_generator(c.model), build_discriminator(c.model)
@@ -90,6 +93,7 @@ def test_oulu_trains_the_papers_dcgan_with_its_adam_settings(tmp_path, faces):
     assert (group["lr"], tuple(group["betas"])) == (2e-4, (0.5, 0.999)) and c.epochs == 40
 
 
+@pytest.mark.slow
 def test_afg_exports_afg_pt_that_sampling_loads(tmp_path, faces):
     _, export, _ = run_experiment("afg", tmp_path / "run", faces)
     assert export.name == "afg.pt"
@@ -104,6 +108,7 @@ def test_gochiusa_drops_small_images_and_uses_latent_128(tmp_path, faces):
     assert build_generator(c.model)(torch.randn(2, 128)).shape == (2, 3, 64, 64)
 
 
+@pytest.mark.slow
 def test_naruto_matches_the_source_parameter_counts_and_options():
     c = compose("naruto")
     g, d = build_generator(c.model), build_discriminator(c.model)
@@ -158,6 +163,7 @@ def test_paper_experiment_trains_the_raw_weights_without_smoothing(tmp_path, fac
     assert all(torch.equal(exported[k], state["generator"][k].float()) for k in exported)
 
 
+@pytest.mark.slow
 def test_real_data_defaults_smooth_labels_and_export_the_average_of_g(tmp_path, faces):
     from animegan.cli.compose import compose_config, resolve_config
 

@@ -225,6 +225,7 @@ def _random_inception_weights(path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_real_inception_code_path_with_a_local_weights_file(tmp_path):
     weights = _random_inception_weights(tmp_path / fidelity.INCEPTION_FILE)
     conf = EvalConfig(inception_weights=str(weights), stats_dir=str(tmp_path / "stats"), batch_size=4,
@@ -247,6 +248,7 @@ def load_generator_from_tiny_run(tmp_path: Path, image_size: int = 64):
 
 # --- animegan-eval ------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path, standin, capsys):
     export = run_training(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False).export
     overrides = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}",
@@ -276,6 +278,7 @@ def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path
     assert "reference features ready: 100 real images" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_animegan_eval_starts_from_the_checkpoints_config_and_named_keys_win(tmp_path, standin):
     settings = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}", "eval.n=24",
                 "eval.kid_subset_size=8", "eval.kid_subsets=4"]
@@ -289,6 +292,7 @@ def test_animegan_eval_starts_from_the_checkpoints_config_and_named_keys_win(tmp
     assert (p["n_generated"], p["n_real"], p["image_size"]) == (16, 32, 64)
 
 
+@pytest.mark.slow
 def test_animegan_eval_errors_are_one_line(tmp_path):
     cases = [
         ([], "give --ckpt PATH"),
@@ -307,6 +311,7 @@ def test_animegan_eval_errors_are_one_line(tmp_path):
 
 # --- during training ----------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path, standin):
     common = ["eval.every_n_epochs=1", f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}",
               "eval.n=48", "eval.kid_subset_size=16", "eval.kid_subsets=5", "train.ema=false"]
@@ -333,6 +338,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
     assert last["fid"]["best_epoch"] == 1 + int(np.argmin(fids))
 
 
+@pytest.mark.slow
 def test_patience_stops_training_and_best_pt_holds_the_lowest_fid(tmp_path, standin, monkeypatch):
     scripted = iter([5.0, 3.0, 4.0, 6.0, 7.0, 8.0])
 

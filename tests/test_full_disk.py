@@ -97,6 +97,7 @@ def _one_error_line(result) -> str:
     return errors[0]
 
 
+@pytest.mark.slow
 def test_a_cache_that_cannot_fit_is_refused_before_decoding_a_file(tmp_path, small_disk):
     disk = small_disk(1 * MB)
     faces = _faces(tmp_path / "faces", 120)  # 120 x 3 x 64 x 64 = 1.47 MB of cache
@@ -121,6 +122,7 @@ def test_a_cache_that_cannot_fit_is_refused_before_decoding_a_file(tmp_path, sma
     assert "dataset.cache_dir=" in report["error"] and disk.files() == []  # no temporary file, no lock
 
 
+@pytest.mark.slow
 def test_a_first_training_on_a_folder_whose_cache_cannot_fit_is_one_line(tmp_path, small_disk):
     disk = small_disk(1 * MB)
     faces = _faces(tmp_path / "faces", 120)
@@ -132,6 +134,7 @@ def test_a_first_training_on_a_folder_whose_cache_cannot_fit_is_one_line(tmp_pat
     assert disk.files() == [] and not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("check_first", [True, False], ids=["checked-before-writing", "write-fails"])
 def test_a_checkpoint_that_does_not_fit_leaves_the_previous_one(tmp_path, small_disk, check_first):
     """Refused by the free-space check, or (the check switched off) by the write itself:
@@ -166,6 +169,7 @@ def test_a_checkpoint_that_does_not_fit_leaves_the_previous_one(tmp_path, small_
     assert report["kept"] == 100_000 and disk.files() == ["last.pt"]
 
 
+@pytest.mark.slow
 def test_a_grid_that_does_not_fit_leaves_the_previous_grid(tmp_path, small_disk):
     disk = small_disk(1 * MB)
     report = disk.python(f"""
@@ -188,6 +192,7 @@ def test_a_grid_that_does_not_fit_leaves_the_previous_grid(tmp_path, small_disk)
     assert report["unchanged"] and disk.files() == ["samples/epoch_001.png"]
 
 
+@pytest.mark.slow
 def test_tensorboard_on_a_full_disk_is_one_line_and_keeps_its_events(tmp_path, small_disk):
     disk = small_disk(300_000)
     report = disk.python(f"""
@@ -213,6 +218,7 @@ def test_tensorboard_on_a_full_disk_is_one_line_and_keeps_its_events(tmp_path, s
     assert len(events) == 1 and events[0].stat().st_size > 0  # what was written before stays readable
 
 
+@pytest.mark.slow
 def test_a_training_whose_disk_fills_stops_with_one_line_and_loses_nothing(tmp_path, small_disk):
     disk = small_disk(2 * MB)  # the first last.pt (2.9 MB) cannot fit
     run = disk.root / "run"
@@ -225,6 +231,7 @@ def test_a_training_whose_disk_fills_stops_with_one_line_and_loses_nothing(tmp_p
     assert rows[0].startswith("epoch,step,") and all(len(r.split(",")) == len(rows[0].split(",")) for r in rows)
 
 
+@pytest.mark.slow
 def test_metrics_csv_on_a_full_disk_is_cut_back_to_whole_rows(tmp_path, small_disk):
     disk = small_disk(200_000)
     report = disk.python(f"""
@@ -248,6 +255,7 @@ def test_metrics_csv_on_a_full_disk_is_cut_back_to_whole_rows(tmp_path, small_di
     assert (disk.root / "metrics.csv").read_bytes().endswith(b"\n")
 
 
+@pytest.mark.slow
 def test_animegan_sample_on_a_full_disk_is_one_line_and_leaves_the_previous_grid(tmp_path, small_disk):
     disk = small_disk(1 * MB)
     out = disk.root / "faces.png"

@@ -57,6 +57,7 @@ def _one_line_or_fine(call, capsys):
     capsys.readouterr()
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), min_size=1, max_size=4))
 def test_train_validates_any_overrides_in_one_line(tmp_path, pairs):
@@ -92,6 +93,7 @@ def test_sample_takes_any_arguments_in_one_line(generator_file, tmp_path, capsys
         os.chdir(cwd)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.one_of(st.tuples(st.sampled_from(["--n", "--out", "--device", "--ckpt"]), VALUES),
                           st.tuples(st.just("override"), st.tuples(st.sampled_from(KEYS), VALUES))), max_size=3))
@@ -104,6 +106,7 @@ def test_eval_takes_any_arguments_in_one_line(generator_file, tmp_path, capsys, 
     _one_line_or_fine(lambda: eval_cli.main(args), capsys)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.lists(st.tuples(st.sampled_from(KEYS), VALUES), max_size=3))
 def test_prepare_takes_any_overrides_in_one_line(tmp_path, capsys, pairs):

@@ -173,6 +173,7 @@ def test_r1_penalty_of_a_linear_d_is_the_squared_weight_norm():
     ["loss=bce", "loss.r1_gamma=1.0", "loss.r1_every=2"],
     ["loss=rpgan", "model.d_batchnorm=false"], ["loss=rpgan", "loss.r1_gamma=0.5", "loss.r2_gamma=0", "loss.r1_every=2"],
 ])
+@pytest.mark.slow
 def test_each_loss_trains_a_few_steps(tmp_path, overrides):
     run_training(tiny_conf(*overrides), tmp_path, show_progress=False)
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)

@@ -109,6 +109,7 @@ def test_scaled_penalties_equal_the_unscaled_ones():
     assert torch.allclose(gp[0], gp[1], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_fp16_run_with_penalties_trains_logs_skips_and_resumes_exactly(tmp_path):
     opts = ["model=dcgan32", "dataset.num_images=32", "output.sample_every=0", "train.log_every=1",
             "train.precision=fp16", "loss=wgan_gp", "train.d_steps=2", "loss.r1_gamma=1.0"]
@@ -137,6 +138,7 @@ def test_fp16_epoch_line_counts_skipped_steps(tmp_path, caplog):
     assert len(lines) == 1 and "fp16 steps skipped (inf/NaN gradients) so far: D " in lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty", [["loss.r1_gamma=1", "loss.r1_every=1"], ["loss=wgan_gp", "train.d_steps=1"]])
 def test_fp16_gradient_penalty_skips_an_overflowing_step_instead_of_stopping(tmp_path, penalty):
     """At the first steps the loss scale (65536) makes the penalty's scaled input gradient

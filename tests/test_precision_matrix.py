@@ -38,6 +38,7 @@ def _float_tensors(state, nets):
     return {f"{net}.{k}": v for net in nets for k, v in _tensors(state[net]).items() if v.is_floating_point()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("precision", ["fp32", "bf16"])
 @pytest.mark.parametrize("stabiliser", sorted(STABILISERS))
 @pytest.mark.parametrize("loss", LOSSES)

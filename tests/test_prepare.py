@@ -85,6 +85,7 @@ def test_bad_config_is_one_line(args, expected, capsys):
     assert exit_.value.code == 2 and len(err.splitlines()) == 1 and expected in err, err
 
 
+@pytest.mark.slow
 def test_installed_console_script(tmp_path):
     root = make_folder(tmp_path / "imgs")
     env = dict(os.environ, ANIMEGAN_DATA=str(tmp_path))

@@ -54,6 +54,7 @@ def _faces_digest(faces) -> str:
     return hashlib.sha256(faces.sample(4, seed=0).numpy().tobytes()).hexdigest()
 
 
+@pytest.mark.slow
 def test_torch_hub_loads_the_shipped_generator_in_a_fresh_process(tmp_path):
     code = ("import hashlib, torch; faces = torch.hub.load(%r, 'afg', source='local', device='cpu'); "
             "print(type(faces).__name__, hashlib.sha256(faces.sample(4, seed=0).numpy().tobytes()).hexdigest())"
@@ -74,6 +75,7 @@ def test_torch_hub_builds_an_untrained_dcgan_from_a_model_config():
         torch.hub.load(str(REPO), "dcgan", source="local", config="dcgan63")
 
 
+@pytest.mark.slow
 def test_train_twice_in_one_process_gives_two_equal_independent_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     handlers = list(logging.getLogger("animegan").handlers)
@@ -94,6 +96,7 @@ def test_train_twice_in_one_process_gives_two_equal_independent_runs(tmp_path, m
     assert _faces_digest(a) == _faces_digest(b)  # the same seeds: no random state carried from run 1 to run 2
 
 
+@pytest.mark.slow
 def test_train_takes_its_configs_from_config_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "mine" / "experiment").mkdir(parents=True)
@@ -144,6 +147,7 @@ def test_import_animegan_is_light():
     assert result.stdout.split() == ["False", "False"], result.stderr
 
 
+@pytest.mark.slow
 def test_the_example_in_docs_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     spec = importlib.util.spec_from_file_location("from_python", REPO / "docs" / "from_python.py")

@@ -57,6 +57,7 @@ def test_an_unwritable_run_directory_is_one_line_before_anything_is_made(tmp_pat
 # --- resume=auto ----------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_resume_auto_starts_fresh_then_continues_from_the_newest_state_skipping_a_damaged_one(tmp_path):
     run = tmp_path / "run"
     args = [*TINY, "checkpoint.keep_every=1", "resume=auto", f"hydra.run.dir={run}"]
@@ -154,6 +155,7 @@ def hostile(tmp_path_factory):
 LOADERS = ["resume", "sample", "eval"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loader", LOADERS)
 def test_every_loader_refuses_every_hostile_checkpoint_in_one_line(hostile, loader, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)

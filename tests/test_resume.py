@@ -28,6 +28,7 @@ def _run_files(run: Path) -> dict:
     return {p.relative_to(run): _digest(p) for p in sorted(run.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(tmp_path):
     run = tmp_path / "run"
     run_training(tiny_conf("checkpoint.keep_every=1", "epochs=3"), run, show_progress=False)
@@ -50,6 +51,7 @@ def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(t
     assert rows[:4] == _rows(run)[:4]
 
 
+@pytest.mark.slow
 def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
     run_training(tiny_conf("epochs=2", "checkpoint.keep_every=1"), run, show_progress=False)
@@ -60,6 +62,7 @@ def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_pat
     assert _run_files(run) == before
 
 
+@pytest.mark.slow
 def test_resuming_the_newest_state_continues_in_place(tmp_path):
     run = tmp_path / "run"
     run_training(tiny_conf("epochs=1", "checkpoint.keep_every=1"), run, show_progress=False)
@@ -84,6 +87,7 @@ def test_a_resume_that_changes_the_batch_order_is_one_line_naming_the_key(tmp_pa
     assert _run_files(run) == before
 
 
+@pytest.mark.slow
 def test_resume_new_order_restarts_the_interrupted_epoch_in_the_new_order(tmp_path):
     """A mid-epoch checkpoint at batch 6 of 8; with batch_size 64 an epoch has 2 batches,
     so the old position does not exist any more (it crashed before)."""
@@ -110,6 +114,7 @@ def _faces(folder: Path, count: int, start: int = 0) -> None:
         Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
 
 
+@pytest.mark.slow
 def test_changed_images_are_refused_on_resume(tmp_path):
     faces = tmp_path / "faces"
     _faces(faces, 40)
@@ -123,6 +128,7 @@ def test_changed_images_are_refused_on_resume(tmp_path):
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 1
 
 
+@pytest.mark.slow
 def test_saved_paths_are_absolute_so_resume_and_eval_work_from_anywhere(tmp_path, monkeypatch):
     home, elsewhere = tmp_path / "home", tmp_path / "elsewhere"
     _faces(home / "faces", 32)
@@ -138,6 +144,7 @@ def test_saved_paths_are_absolute_so_resume_and_eval_work_from_anywhere(tmp_path
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 2
 
 
+@pytest.mark.slow
 def test_a_kill_during_the_epoch_end_evaluation_keeps_the_epoch_and_resume_evaluates_it(tmp_path, monkeypatch):
     """last.pt is written before FID: an evaluation that never returns (SIGKILL during a
     10-minute CPU evaluation; simulated by an exception) loses nothing of the epoch, and
@@ -164,6 +171,7 @@ def test_a_kill_during_the_epoch_end_evaluation_keeps_the_epoch_and_resume_evalu
     assert STANDIN in opts[2]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["resume=PATH", "resume=auto"])
 def test_a_resume_loads_its_checkpoint_once(tmp_path, monkeypatch, how):
     """The command line plans the resume (run directory, branch, config) from one load of

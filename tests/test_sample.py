@@ -74,6 +74,7 @@ def test_bad_checkpoint_is_one_line(tmp_path, setup, match):
     assert result.stderr.count("\n") == 1 and match in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_more_images_than_a_grid_holds_needs_save_individual(trained, tmp_path):
     result = call_cli(sample_cli.main, ["--ckpt", str(trained / "generator.pt"), "--n", "5000"], tmp_path)
     assert result.returncode == 2 and "--save-individual" in result.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from conftest import run_cli
 from PIL import Image
@@ -35,6 +36,7 @@ def _faces(grid_path: Path) -> np.ndarray:
     return np.asarray(Image.open(grid_path).convert("RGB"))
 
 
+@pytest.mark.slow
 def test_bare_name_samples_the_same_distinct_faces_from_any_directory(tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -50,6 +52,7 @@ def test_bare_name_samples_the_same_distinct_faces_from_any_directory(tmp_path):
     assert all(face.std() > 20 for face in faces)  # drawn, not flat colour
 
 
+@pytest.mark.slow
 def test_shipped_grid_without_out_goes_to_outputs_not_into_the_package(tmp_path):
     result = run_cli("animegan-sample", ["--ckpt", "afg.pt", "--n", "4"], cwd=tmp_path, timeout=120)
     assert result.returncode == 0, result.stderr

@@ -60,6 +60,7 @@ def test_speed_settings_follow_the_config(monkeypatch):
         assert speed_settings(tiny_conf(), cpu) == (expected, True)
 
 
+@pytest.mark.slow
 def test_a_run_with_every_switch_off_and_on(tmp_path):
     from animegan.run import run_training
 
@@ -71,6 +72,7 @@ def test_a_run_with_every_switch_off_and_on(tmp_path):
         assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
 
 
+@pytest.mark.slow
 def test_compiled_run_matches_eager_and_writes_the_same_checkpoint_keys(tmp_path):
     from animegan.run import run_training, use_compile
 

@@ -168,6 +168,7 @@ def test_guard_spots_nan_and_collapse_on_logged_rows():
     assert not off.observe([[1, 1, 1e-4, 50.0, 1.0, 0.0], [1, 2, 1e-4, 50.0, 1.0, 0.0]]) and not off.diverged
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("guard", ["warn", "off", "stop"])
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard(tmp_path, monkeypatch, guard):
     import animegan.run as run_module
@@ -207,6 +208,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
 # ---------------------------------------------------------------- time budget and exact resume
 
 
+@pytest.mark.slow
 def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_exactly(tmp_path):
     budget, straight = tmp_path / "budget", tmp_path / "straight"
     switches = ["epochs=2", "train.log_every=2"]
@@ -225,6 +227,7 @@ STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", 
               "model.d_spectral_norm=true", "model.minibatch_std=true"]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_training(tiny_conf("epochs=2", *STABILISED), straight, show_progress=False)
@@ -239,6 +242,7 @@ def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path)
     assert all(math.isfinite(float(r["loss_D"])) for r in _rows(split))
 
 
+@pytest.mark.slow
 def test_wgan_gp_with_more_critic_steps_resumes_exactly(tmp_path):
     opts = ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false", "train.diffaugment=[translation]"]
     straight, split = tmp_path / "straight", tmp_path / "split"
@@ -266,6 +270,7 @@ def test_lr_holds_then_falls_linearly_to_its_floor():
     assert [constant.factor(s) for s in (0, 99, 100)] == [1.0, 1.0, 1.0]
 
 
+@pytest.mark.slow
 def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
     """A run stopped inside its decay and resumed follows the schedule a straight run
     follows (the rate is set from the step, nothing of it is saved)."""
@@ -282,6 +287,7 @@ def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
     assert lr == pytest.approx(5e-4 * (1 - 0.5 * 5 / 6))
 
 
+@pytest.mark.slow
 def test_resume_trains_at_a_new_lr_named_on_the_command_line(tmp_path):
     """The optimizers' saved state holds the old rate; the one named wins."""
     run_training(tiny_conf("epochs=1"), tmp_path, show_progress=False)

@@ -26,6 +26,7 @@ def _table(sweep_dir):
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_a_failing_job_ends_alone_and_the_sweep_reports_every_job(tmp_path):
     sweep = tmp_path / "sweep"
     # 8 images cannot fill one batch of 16: that job fails when it loads its data, after validation.
@@ -49,6 +50,7 @@ def test_a_failing_job_ends_alone_and_the_sweep_reports_every_job(tmp_path):
     assert len(table_lines) == 5  # header + 4 jobs
 
 
+@pytest.mark.slow
 def test_a_sweep_of_good_jobs_exits_zero_with_its_table(tmp_path):
     _experiment(tmp_path, "seeds", "seed: 1,2")
     sweep = tmp_path / "sweep"
@@ -69,6 +71,7 @@ def test_sweep_values_in_yaml_are_validated_before_any_job_trains(tmp_path):
     assert not sweep.exists()  # not even the first job started
 
 
+@pytest.mark.slow
 def test_the_command_line_wins_over_the_yaml_sweep_for_the_same_key(tmp_path):
     _experiment(tmp_path, "bad", "train.g_steps: 0,1")
     sweep = tmp_path / "sweep"
@@ -83,6 +86,7 @@ def test_the_command_line_wins_over_the_yaml_sweep_for_the_same_key(tmp_path):
 SEARCH = Path(__file__).resolve().parents[1] / "scripts" / "search"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in (SEARCH / "configs" / "experiment").glob("*.yaml")))
 def test_every_committed_search_sweep_validates_every_job(sweep, monkeypatch, tmp_path):
     # The searches in scripts/search are run from that folder (its configs/ adds the candidates);

@@ -53,6 +53,7 @@ def _tensors(tree, prefix=""):
     return out
 
 
+@pytest.mark.slow
 def test_tiny_run_writes_every_artefact(tmp_path):
     conf = tiny_conf("epochs=2", "checkpoint.keep_every=1")
     export = run_training(conf, tmp_path, show_progress=False).export
@@ -78,6 +79,7 @@ def test_tiny_run_writes_every_artefact(tmp_path):
     assert not list(tmp_path.rglob(".*.tmp-*"))  # no temp files left behind
 
 
+@pytest.mark.slow
 def test_training_moves_the_weights_and_losses_stay_finite(tmp_path):
     conf = tiny_conf("train.d_steps=2", "train.g_steps=2", "train.ema=false")
     torch.manual_seed(conf.seed)  # as run_training does before it builds the networks
@@ -113,6 +115,7 @@ def test_the_logged_d_outputs_are_the_mean_probabilities_on_real_and_fake_batche
     assert rows[0][2] != rows[0][3]
 
 
+@pytest.mark.slow
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
     run_training(tiny_conf("epochs=2"), straight, show_progress=False)
@@ -124,6 +127,7 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
     assert _rows(straight) == _rows(split)  # metrics appended, nothing repeated or lost
 
 
+@pytest.mark.slow
 def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
     run_training(tiny_conf("epochs=1", "optimizer.lr=1e-3"), tmp_path, show_progress=False)
     resume = str(tmp_path / "checkpoints" / "last.pt")
@@ -134,6 +138,7 @@ def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
     assert conf.optimizer.lr == 1e-3 and conf.epochs == 3 and conf.model.ngf == 8
 
 
+@pytest.mark.slow
 def test_kill_9_mid_epoch_then_resume_matches_a_straight_run(tmp_path):
     args = [*TINY, "epochs=2", "dataset.num_images=128", "checkpoint.every_n_steps=1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
@@ -160,6 +165,7 @@ def test_kill_9_mid_epoch_then_resume_matches_a_straight_run(tmp_path):
     assert (killed / ".hydra" / "resume" / "overrides.yaml").is_file()  # same run dir, first .hydra kept
 
 
+@pytest.mark.slow
 def test_resume_errors_are_one_line(tmp_path):
     run_training(tiny_conf(), tmp_path, show_progress=False)
     gen = tmp_path / "checkpoints" / "generator.pt"
@@ -172,6 +178,7 @@ def test_resume_errors_are_one_line(tmp_path):
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_missing_dataset_folder_is_one_line(tmp_path):
     tiny = [a for a in TINY if not a.startswith("dataset.")]
     result = run_cli("animegan-train", [*tiny, "dataset=anime36k", "dataset.root=/nonexistent/anime36k",
@@ -189,6 +196,7 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path, device):
         run_training(tiny_conf(f"device={device}"), tmp_path, show_progress=False)
 
 
+@pytest.mark.slow
 def test_multirun_from_yaml_and_command_line_gives_one_directory_per_job(tmp_path):
     (tmp_path / "configs" / "experiment").mkdir(parents=True)
     (tmp_path / "configs" / "experiment" / "seeds.yaml").write_text(

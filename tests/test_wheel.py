@@ -40,6 +40,7 @@ def wheel_venv(tmp_path_factory):
     return venv / "bin"
 
 
+@pytest.mark.slow
 def test_wheel_ships_the_configs_and_trains_and_samples_from_elsewhere(wheel_venv, tmp_path):
     where = _run([wheel_venv / "python", "-c", "import animegan, animegan.configs as c; print(animegan.__file__, c.__file__)"],
                  tmp_path)
@@ -59,6 +60,7 @@ def test_wheel_ships_the_configs_and_trains_and_samples_from_elsewhere(wheel_ven
     assert (tmp_path / "g.png").is_file()
 
 
+@pytest.mark.slow
 def test_the_wheel_ships_afg_and_samples_it_by_name_from_anywhere(wheel_venv, tmp_path):
     found = _run([wheel_venv / "python", "-c", "from animegan.face_generator import resolve_checkpoint as r; print(r('afg.pt'))"],
                  tmp_path)
