@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+import pytest
 import torch
 
 from animegan.cli.compose import compose_config, resolve_config
@@ -24,6 +25,14 @@ TINY = [
     "train.ema_calibration_images=64",  # the averaged G's statistics at every checkpoint: 4 batches, not 64
 ]
 BIN = Path(sys.executable).parent
+_SLOW_TEST = {"marked": False}  # whether the running test carries the slow marker (run_cli checks it)
+
+
+@pytest.fixture(autouse=True)
+def _note_the_slow_marker(request):
+    """`pytest -m "not slow"` is the inner loop: a test that starts a command must be marked
+    slow, and run_cli refuses to start one for a test that is not."""
+    _SLOW_TEST["marked"] = request.node.get_closest_marker("slow") is not None
 
 
 def tiny_conf(*overrides: str, synthetic: bool = True):
@@ -42,6 +51,7 @@ def config_value(conf, dotted: str):
 
 def run_cli(command: str, args: List[str], cwd: Path, timeout: float = 300, check: bool = False, env=None):
     """Run an installed console script; return the CompletedProcess (text output)."""
+    assert _SLOW_TEST["marked"], "a test that starts a process is slow: mark it @pytest.mark.slow"
     env = dict(os.environ, PYTHONUNBUFFERED="1", HYDRA_FULL_ERROR="0", **(env or {}))
     result = subprocess.run([str(BIN / command), *args], cwd=cwd, env=env, capture_output=True, text=True,
                             timeout=timeout)

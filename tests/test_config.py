@@ -121,6 +121,7 @@ def test_two_hydra_modes_are_refused_in_one_line(argv):
     preflight(["--cfg", "job"], os.getcwd())  # one mode is Hydra's to handle
 
 
+@pytest.mark.slow
 def test_cli_bad_config_prints_one_line_and_creates_nothing(tmp_path):
     result = run_cli("animegan-train", ["batch_size=0"], cwd=tmp_path)
     assert result.returncode == 2
@@ -143,6 +144,7 @@ def test_local_configs_folder_overrides_and_adds_configs(tmp_path, monkeypatch):
 
 # --- combinations that cannot work, and options that would be ignored ---------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", [["train.compile=true", "loss=wgan_gp"],
                                        ["train.compile=true", "loss.r1_gamma=1"],
                                        ["train.compile=true", "loss=rpgan"]])

@@ -141,6 +141,7 @@ def test_every_public_name_is_documented():
             assert inspect.getdoc(member), f"FaceGenerator.{name}"
 
 
+@pytest.mark.slow
 def test_import_animegan_is_light():
     code = "import sys, animegan; animegan.FaceGenerator; print('torch' in sys.modules, 'hydra' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

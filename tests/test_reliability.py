@@ -43,6 +43,7 @@ def test_a_write_reaches_the_disk_before_its_name_and_the_rename_is_made_durable
     assert target.read_bytes() == b"new"
 
 
+@pytest.mark.slow
 def test_an_unwritable_run_directory_is_one_line_before_anything_is_made(tmp_path):
     blocker = tmp_path / "a_file"
     blocker.write_text("not a folder")
@@ -81,6 +82,7 @@ def test_resume_auto_needs_the_run_directory():
 # --- one training per run directory ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
     lock_run_directory(run)  # this test process plays the first training
@@ -94,6 +96,7 @@ def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path):
     assert not (run / ".hydra").exists()  # refused before Hydra wrote anything
 
 
+@pytest.mark.slow
 def test_a_crashed_training_does_not_leave_its_lock_behind(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from animegan.runlock import "

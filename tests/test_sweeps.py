@@ -61,6 +61,7 @@ def test_a_sweep_of_good_jobs_exits_zero_with_its_table(tmp_path):
     assert all(r["status"] == "completed" and r["steps"] == "4" for r in rows)
 
 
+@pytest.mark.slow
 def test_sweep_values_in_yaml_are_validated_before_any_job_trains(tmp_path):
     _experiment(tmp_path, "bad", "train.g_steps: 1,0")
     sweep = tmp_path / "sweep"
