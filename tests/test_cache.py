@@ -261,8 +261,19 @@ def test_worker_pool_gives_the_same_cache(tmp_path, monkeypatch):
     (root / "bad.jpg").write_text("x")
     one = prepare(dconf(root, cache_dir=str(tmp_path / "c1")), SIZE, progress=False, load=True)
     monkeypatch.setattr(cache, "POOL_MIN_FILES", 1)
+    decoders = tmp_path / "decoders"  # one file per process that decoded a file
+    decoders.mkdir()
+    real_decode = cache.decode_file
+
+    def noted(path, spec):
+        (decoders / str(os.getpid())).touch()
+        return real_decode(path, spec)
+
+    monkeypatch.setattr(cache, "decode_file", noted)  # the forked workers inherit the patch
     two = prepare(dconf(root, cache_dir=str(tmp_path / "c2"), workers=2), SIZE, progress=False, load=True)
     assert np.array_equal(one.images, two.images) and two.manifest["dropped"] == {"not an image": 1}
+    pids = {int(p.name) for p in decoders.iterdir()}
+    assert pids and os.getpid() not in pids  # the pool's processes decoded, not this one
 
 
 def test_build_image_bank_reads_folders_through_the_cache(tmp_path):

@@ -13,15 +13,21 @@ from animegan.errors import AnimeganError
 
 
 class _Payload:
-    def __reduce__(self):
-        return (os.system, ("echo pwned",))
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):  # unpickling would create the marker file
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format": ckpt.GENERATOR_FORMAT, "payload": _Payload()}, path)
+    path, marker = tmp_path / "evil.pt", tmp_path / "ran"
+    torch.save({"format": ckpt.GENERATOR_FORMAT, "payload": _Payload(marker)}, path)
     with pytest.raises(AnimeganError, match="could run code"):
         ckpt.load_checkpoint(path)
+    assert not marker.exists()  # refused before anything ran
+    torch.load(path, weights_only=False)  # what the check keeps out: loaded without it, the payload runs
+    assert marker.exists()
 
 
 @pytest.mark.parametrize(

@@ -91,8 +91,15 @@ def test_tensorboard_holds_the_scalars_the_grid_and_the_hparams(tmp_path):
     assert {"loss/G", "D/real (D(x))", "D/fake (D(G(z)))", "speed/images per second"} <= set(tags["scalars"])
     grids = events.Images("samples (fixed noise)")
     assert [g.step for g in grids] == [4, 8] and grids[0].width == 4 * 66 + 2  # 16 images of 64 px, 4 per row
-    hparams = [f for f in (tmp_path / "tensorboard").iterdir() if f.name.startswith("events")]
-    assert any(b"hparams" in f.read_bytes() for f in hparams)  # the config and final metrics
+    # the config as HPARAMS (dotted keys), with the final losses as its metrics
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    content = events.PluginTagToContent("hparams")
+    start = plugin_data_pb2.HParamsPluginData.FromString(content["_hparams_/session_start_info"]).session_start_info
+    assert start.hparams["optimizer.lr"].number_value == pytest.approx(5e-4)
+    assert start.hparams["loss.name"].string_value == "bce" and start.hparams["batch_size"].number_value == 16
+    final = events.Scalars("final/loss_D")
+    assert len(final) == 1 and final[0].value == pytest.approx(csv_losses[-1], abs=1e-5)
 
 
 @pytest.mark.slow

@@ -13,7 +13,6 @@ import logging
 import pickle
 import socket
 import threading
-import time
 from pathlib import Path
 
 import numpy as np
@@ -184,10 +183,10 @@ def test_a_server_that_never_answers_times_out_instead_of_hanging(tmp_path, monk
     accepted = []
     threading.Thread(target=lambda: accepted.append(server.accept()), daemon=True).start()
     monkeypatch.setattr(fidelity, "INCEPTION_URL", f"http://127.0.0.1:{server.getsockname()[1]}/w.pth")
-    started = time.perf_counter()
     with pytest.raises(AnimeganError, match="could not be downloaded .*timed out"):
         fidelity._download(fidelity.INCEPTION_URL, tmp_path / "w.pth", timeout=0.5)
-    assert time.perf_counter() - started < 10
+    assert accepted  # it did connect, and gave up waiting for an answer that never came
+    assert not (tmp_path / "w.pth").exists()
     server.close()
 
 
