@@ -90,9 +90,12 @@ class DiffAugment:
         self.rng, self.shard = rng, shard
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        # D sees the layout the run chose (train.channels_last): translation's gather leaves
+        # its output NHWC whatever its input was.
+        nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         for name in self.policy:
             x = TRANSFORMS[name](x, self.rng, self.shard)
-        return x
+        return x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
     def __repr__(self) -> str:
         return f"DiffAugment({','.join(self.policy)})"
