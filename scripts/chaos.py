@@ -5,11 +5,14 @@
 
 1. An uninterrupted reference run of a small config (CPU, fixed seed, `--epochs` of 8 steps).
 2. The same config, started with `resume=auto` into its own run directory and killed with
-   SIGKILL after a random time, `--kills` times. Checkpoints are written every 2 steps and
-   every write is slowed down (ANIMEGAN_WRITE_DELAY, a test hook of animegan.files), so
-   many kills land in the middle of a checkpoint write; every third kill waits for one. After each kill: every .pt file
-   in the run must load (a "torn" file is one that does not), and last.pt must hold at
-   most one checkpoint interval less than the steps the run had logged.
+   SIGKILL `--kills` times, at points chosen by what the run has done, not by the clock:
+   every other kill (the first, the third ...) lands in the middle of a checkpoint write
+   (checkpoints are written every 2 steps and each write is held open for --write-delay
+   seconds by ANIMEGAN_WRITE_DELAY, a test hook of animegan.files; the kill comes as soon
+   as the write's temporary file appears), the others between writes, once the run has
+   logged a few steps more than its last.pt holds (--seed varies how many). After each
+   kill: every .pt file in the run must load (a "torn" file is one that does not), and
+   last.pt must hold at most one checkpoint interval less than the steps the run had logged.
 3. A last resume to the end. Its weights, optimizer states, EMA and metrics.csv must
    equal the reference run's, bit for bit.
 """
@@ -93,7 +96,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kills", type=int, default=20)
     p.add_argument("--out", type=Path, required=True, help="folder for the two runs (emptied first)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the kill times")
+    p.add_argument("--seed", type=int, default=0, help="seed of the kill points between writes")
     p.add_argument("--write-delay", type=float, default=0.3, help="seconds each checkpoint write is slowed down")
     p.add_argument("--epochs", type=int, default=6, help="epochs of 8 steps each (more for more kills)")
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
@@ -116,18 +119,22 @@ def main() -> None:
     env = {"ANIMEGAN_WRITE_DELAY": str(a.write_delay)}
     for kill in range(a.kills):
         proc = train([*epochs, "resume=auto"], chaos, env)
-        if kill % 3 == 0:  # every third kill waits for a checkpoint write to be under way
-            deadline = time.perf_counter() + duration * 3
-            while proc.poll() is None and time.perf_counter() < deadline and not any(chaos.rglob(f".*.tmp-{proc.pid}")):
-                time.sleep(0.01)
-            time.sleep(rng.uniform(0, a.write_delay / 2))
-        else:
-            time.sleep(rng.uniform(0.3, 4.0))  # start-up takes ~2-3 s of it
-        if proc.poll() is not None:  # it reached the end before the kill
+        deadline = time.perf_counter() + max(60.0, duration * 3)  # a run that stalls fails, it does not hang
+        in_write = kill % 2 == 0
+        target = last_step + rng.randint(1, INTERVAL + 1)  # between writes: this many steps past last.pt
+        while proc.poll() is None and time.perf_counter() < deadline:
+            writing = any(chaos.rglob(f".*.tmp-{proc.pid}"))
+            if writing if in_write else (logged_steps(chaos) >= target and not writing):
+                break
+            time.sleep(0.005)
+        if proc.poll() is not None:  # it reached the end before the kill point
             report["finished_early"] += 1
             if proc.returncode != 0:
                 raise failed("a resumed run failed", chaos)
             break
+        if time.perf_counter() >= deadline:
+            proc.kill()
+            raise failed(f"kill {kill + 1}: the run never reached its kill point", chaos)
         writing = any(chaos.rglob(f".*.tmp-{proc.pid}"))  # this process's unfinished write
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()

@@ -1,4 +1,4 @@
-"""Crash safety: kill -9 at random moments (also inside checkpoint writes), resume=auto,
+"""Crash safety: kill -9 inside checkpoint writes and between them, resume=auto,
 no torn file, at most one checkpoint interval lost per kill, and the same final weights
 as a run that was never interrupted (scripts/chaos.py; its long run is in docs)."""
 
@@ -21,7 +21,9 @@ def test_three_kills_including_checkpoint_writes_lose_nothing_but_an_interval(tm
                              "--out", str(tmp_path), "--json"], capture_output=True, text=True, timeout=600)
     assert result.stdout.strip(), result.stderr  # no report: the script says what failed
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["kills"] >= 2 and report["kills_during_a_checkpoint_write"] >= 1, report
+    # the kill points follow the run's writes and steps, not the clock: all three land
+    assert report["kills"] == 3 and report["finished_early"] == 0, report
+    assert report["kills_during_a_checkpoint_write"] >= 2, report  # the first and the third
     assert report["torn_files"] == [] and report["went_back_further"] == []
     assert report["max_steps_lost"] <= report["interval"]
     assert report["final_equals_uninterrupted"], report
