@@ -42,6 +42,26 @@ def tiny_conf(*overrides: str, synthetic: bool = True):
     return resolve_config(compose_config(job), job, os.getcwd())
 
 
+def face_picture(seed: int, size: int = 40):
+    """A distinct picture per seed: 8x8 random colour blocks scaled up (distinct bytes and
+    distinct perceptual hashes, so dedupe and near_dedupe keep every one)."""
+    import numpy as np
+    from PIL import Image
+
+    blocks = np.random.default_rng(seed).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    return Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST)
+
+
+def image_folder(root: Path, n: int = 6, start: int = 0, size: int = 40, name: str = "img{:03d}.png") -> Path:
+    """The tests' folder of images: pictures `start` .. `start + n - 1` (face_picture), saved
+    as `name.format(index)`; the same index is the same picture in every folder, so a test
+    can add, change or remove images of a folder it made."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(start, start + n):
+        face_picture(i, size).save(root / name.format(i))
+    return root
+
+
 def config_value(conf, dotted: str):
     """conf's value at a dotted key ("optimizer.betas"); lists as plain lists."""
     for part in dotted.split("."):

@@ -20,21 +20,10 @@ from animegan.config import DatasetConfig
 from animegan.data import build_image_bank, cache, folder
 from animegan.data.cache import prepare
 from animegan.errors import AnimeganError
+from conftest import face_picture, image_folder
 
 SIZE = 16
-
-
-def pattern(seed: int, size: int = 40) -> Image.Image:
-    """A distinct blocky picture per seed (distinct perceptual hashes too)."""
-    blocks = np.random.default_rng(seed).integers(0, 256, (4, 4, 3), dtype=np.uint8)
-    return Image.fromarray(blocks).resize((size, size), Image.Resampling.NEAREST)
-
-
-def make_folder(root, n: int = 6, start: int = 0):
-    root.mkdir(parents=True, exist_ok=True)
-    for i in range(start, start + n):
-        pattern(i).save(root / f"img{i:03d}.png")
-    return root
+pattern, make_folder = face_picture, image_folder
 
 
 def dconf(root, **kw) -> DatasetConfig:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-from PIL import Image
 
 import animegan
 from animegan.data import build_image_bank
@@ -19,7 +17,7 @@ from animegan.models import build_discriminator, build_generator, count_paramete
 from animegan.optimizers import build_optimizers
 from animegan.run import run_training
 from animegan.face_generator import load_generator
-from conftest import config_value, standin_eval, tiny_conf
+from conftest import config_value, image_folder, standin_eval, tiny_conf
 
 EXPERIMENTS = Path(animegan.__file__).parent / "configs" / "experiment"
 if not EXPERIMENTS.is_dir():  # editable install: the configs live at the repository root
@@ -39,13 +37,8 @@ def compose(name: str, *overrides: str):
 @pytest.fixture(scope="module")
 def faces(tmp_path_factory) -> Path:
     """64 noise 'faces' of 72 px (above every preset's min_size) and 8 small ones of 40 px."""
-    root = tmp_path_factory.mktemp("faces")
-    rng = np.random.default_rng(0)
-    for i in range(64):
-        Image.fromarray(rng.integers(0, 256, (72, 72, 3), dtype=np.uint8)).save(root / f"face{i:03d}.png")
-    for i in range(8):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(root / f"small{i}.png")
-    return root
+    root = image_folder(tmp_path_factory.mktemp("faces"), 64, size=72, name="face{:03d}.png")
+    return image_folder(root, 8, start=64, size=40, name="small{}.png")
 
 
 def run_experiment(name: str, run_dir: Path, faces: Path, *overrides: str):

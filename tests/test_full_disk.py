@@ -19,11 +19,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
-from conftest import BIN, TINY
+from conftest import BIN, TINY, image_folder
 
 resource = pytest.importorskip("resource", reason="RLIMIT_FSIZE needs a POSIX system")
 MB = 1_000_000
@@ -82,11 +80,7 @@ def small_disk(tmp_path):
 
 
 def _faces(folder: Path, n: int) -> Path:
-    folder.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(folder / f"{i:03d}.png")
-    return folder
+    return image_folder(folder, n, size=64, name="{:03d}.png")
 
 
 def _one_error_line(result) -> str:

@@ -8,23 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
 from animegan.cli import prepare as prepare_cli
 from animegan.cli.compose import compose_config
 from animegan.config_checks import validate
+from conftest import image_folder
 
 PRESETS = ["anime36k", "animefaces63k", "animefaces21k", "gochiusa", "naruto"]
 SCRIPT = Path(sys.executable).parent / "animegan-prepare"
 
 
 def make_folder(root: Path, n: int = 5) -> Path:
-    root.mkdir(parents=True)
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        Image.fromarray(rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)).resize((40, 40)).save(root / f"{i}.png")
+    """n good pictures, a broken file and a grey one."""
+    image_folder(root, n, name="{}.png")
     (root / "broken.jpg").write_text("not an image")
     Image.new("L", (40, 40), 100).save(root / "gray.png")
     return root

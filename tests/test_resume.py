@@ -7,16 +7,14 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-import numpy as np
 import pytest
-from PIL import Image
 
 from animegan import fidelity
 from animegan.artefacts import MetricsLog
 from animegan.cli import train as train_cli
 from animegan.errors import AnimeganError
 from animegan.run import run_training
-from conftest import TINY, call_cli, load_state, run_cli, standin_eval, tiny_conf
+from conftest import TINY, call_cli, image_folder, load_state, run_cli, standin_eval, tiny_conf
 from test_training import _rows
 
 
@@ -108,10 +106,7 @@ def test_resume_new_order_restarts_the_interrupted_epoch_in_the_new_order(tmp_pa
 
 
 def _faces(folder: Path, count: int, start: int = 0) -> None:
-    folder.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(start)
-    for i in range(start, start + count):
-        Image.fromarray(rng.integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    image_folder(folder, count, start=start, name="{:04d}.png")
 
 
 @pytest.mark.slow
