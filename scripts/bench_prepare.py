@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animegan.config import DatasetConfig, ModelConfig, OptimizerConfig, TrainConfig
+from animegan.config import DatasetConfig, ModelConfig, OptimizerConfig, RunConfig
 from animegan.data.bank import ImageBank
 from animegan.data.cache import cache_folder, prepare
 from animegan.data.folder import check_root
@@ -50,7 +50,7 @@ def data_seconds_per_batch(bank: ImageBank, batch_size: int, channels_last: bool
 def step_seconds(size: int, batch_size: int, steps: int) -> tuple:
     """Seconds per step of the real training loop (default dcgan model/optimizer), warm."""
     device = torch.device("cpu")
-    precision, channels_last = speed_settings(TrainConfig(), device)
+    precision, channels_last = speed_settings(RunConfig(), device)
     autocast = AUTOCAST_DTYPES[precision]
     model = ModelConfig(image_size=size)
     g, d = build_models(model, device, channels_last)

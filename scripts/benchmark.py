@@ -49,7 +49,7 @@ def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
 
 
 def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compile_models: bool = False):
-    from animegan.config import DatasetConfig, TrainConfig
+    from animegan.config import DatasetConfig, RunConfig
     from animegan.data import build_image_bank
     from animegan.losses import build_loss
     from animegan.malloc_tuning import keep_freed_memory
@@ -61,7 +61,7 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
     # Decoded once into the preparation cache (not timed), as a training run does.
     dataset = DatasetConfig(name="bench", kind="folder", root=str(data), cache_dir=str(data) + "-cache", dedupe=False)
     bank = build_image_bank(dataset, 64, seed=0, progress=False).to(device)
-    conf = TrainConfig()
+    conf = RunConfig()
     precision, channels_last = speed_settings(conf, device)
     if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
         keep_freed_memory()

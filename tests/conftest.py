@@ -36,7 +36,7 @@ def _note_the_slow_marker(request):
 
 
 def tiny_conf(*overrides: str, synthetic: bool = True):
-    """A validated TrainConfig: TINY plus `overrides` (later ones win). synthetic=False
+    """A validated RunConfig: TINY plus `overrides` (later ones win). synthetic=False
     leaves out TINY's dataset keys (for a folder dataset the test makes)."""
     job = [*(TINY if synthetic else [a for a in TINY if not a.startswith("dataset.")]), *overrides]
     return resolve_config(compose_config(job), job, os.getcwd())

@@ -10,7 +10,7 @@ import pytest
 
 from animegan.cli.compose import compose_config, resolve_config
 from animegan.cli.train import preflight
-from animegan.config import TrainConfig
+from animegan.config import RunConfig
 from animegan.config_checks import validate
 from animegan.errors import AnimeganError
 from conftest import run_cli
@@ -25,7 +25,7 @@ GROUPS = {
 
 def test_default_config_composes_to_the_documented_defaults():
     conf = resolve_config(compose_config([]), [], os.getcwd())
-    assert isinstance(conf, TrainConfig)
+    assert isinstance(conf, RunConfig)
     assert conf.dataset.kind == "synthetic"
     assert conf.model.image_size == 64 and conf.model.nz == 100
     # The built-in faces with DCGAN-64 and Adam bring the default run's settings (README's table) ...

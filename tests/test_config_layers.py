@@ -1,4 +1,4 @@
-"""Each default lives in one place: the schema (animegan.config.TrainConfig) holds a key's
+"""Each default lives in one place: the schema (animegan.config.RunConfig) holds a key's
 default, and a YAML file holds only what it changes. A key that a file sets to the value
 the config already has without that file is noise that hides the real defaults (and goes
 stale when the default moves): these tests name it.
@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 
 import animegan
 from animegan.cli.compose import compose_config
-from animegan.config import TrainConfig
+from animegan.config import RunConfig
 
 CONFIGS = Path(animegan.__file__).parent / "configs"
 if not (CONFIGS / "train.yaml").is_file():  # editable install: the configs live at the repository root
@@ -60,7 +60,7 @@ def file_keys(path: Path):
     return list(leaves(raw, package))
 
 
-SCHEMA = OmegaConf.structured(TrainConfig)
+SCHEMA = OmegaConf.structured(RunConfig)
 
 
 def schema_default(key: str):

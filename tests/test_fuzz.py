@@ -16,13 +16,13 @@ from animegan.cli import eval as eval_cli
 from animegan.cli import prepare as prepare_cli
 from animegan.cli import sample as sample_cli
 from animegan.cli.train import preflight
-from animegan.config import TrainConfig
+from animegan.config import RunConfig
 from animegan.errors import AnimeganError
 from animegan.run import run_training
 from conftest import tiny_conf
 
 
-def _keys(node=TrainConfig(), prefix=""):
+def _keys(node=RunConfig(), prefix=""):
     for f in dataclasses.fields(node):
         value = getattr(node, f.name)
         if dataclasses.is_dataclass(value):

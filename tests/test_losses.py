@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from animegan.errors import AnimeganError
-from animegan.losses import LOSSES, build_loss, gradient_penalty, r1_penalty
+from animegan.choices import LOSSES
+from animegan.losses import build_loss, gradient_penalty, r1_penalty
 from animegan.run import run_training
 from conftest import run_steps, tiny_conf
 

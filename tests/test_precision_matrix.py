@@ -11,11 +11,12 @@ import math
 import pytest
 import torch
 
+from animegan import choices
 from animegan.run import run_training
 from conftest import load_state, tiny_conf
 from test_training import _rows, _tensors
 
-LOSSES = ["bce", "hinge", "wgan_gp", "lsgan", "rpgan"]
+LOSSES = sorted(choices.LOSSES)
 STABILISERS = {
     "r1": ["loss.r1_gamma=1.0"],
     "diffaugment": ["train.diffaugment=[color,translation,cutout]"],

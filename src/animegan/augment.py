@@ -18,11 +18,12 @@ global batch and each process keeps its slice (animegan.distributed.Shard).
 
 from __future__ import annotations
 
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, List, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from animegan.choices import AUGMENTATIONS
 from animegan.distributed import Shard
 
 Transform = Callable[[torch.Tensor, torch.Generator, Shard], torch.Tensor]
@@ -71,14 +72,11 @@ def cutout(x: torch.Tensor, rng: torch.Generator, shard: Shard = Shard(), ratio:
     return x * mask[:, None]
 
 
-TRANSFORMS: Dict[str, Transform] = {"color": color, "translation": translation, "cutout": cutout}
-
-
 def parse_policy(policy: str) -> List[str]:
     names = [p.strip() for p in policy.split(",") if p.strip()]
-    unknown = [p for p in names if p not in TRANSFORMS]
+    unknown = [p for p in names if p not in AUGMENTATIONS]
     if unknown:
-        raise ValueError(f"unknown DiffAugment transform(s) {unknown}; available: {', '.join(TRANSFORMS)}")
+        raise ValueError(f"unknown DiffAugment transform(s) {unknown}; available: {', '.join(AUGMENTATIONS)}")
     return names
 
 
@@ -88,13 +86,14 @@ class DiffAugment:
     def __init__(self, policy: str | Sequence[str], rng: torch.Generator, shard: Shard = Shard()):
         self.policy = parse_policy(policy) if isinstance(policy, str) else list(policy)
         self.rng, self.shard = rng, shard
+        self.transforms: List[Transform] = [AUGMENTATIONS[name].load() for name in self.policy]
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         # D sees the layout the run chose (train.channels_last): translation's gather leaves
         # its output NHWC whatever its input was.
         nhwc = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        for name in self.policy:
-            x = TRANSFORMS[name](x, self.rng, self.shard)
+        for transform in self.transforms:
+            x = transform(x, self.rng, self.shard)
         return x.contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
 
     def __repr__(self) -> str:

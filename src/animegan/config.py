@@ -156,7 +156,9 @@ class LoggerConfig:
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
+    """The config of one run, as `animegan-train` composes it (`train:` is the loop's section)."""
+
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
@@ -174,7 +176,7 @@ class TrainConfig:
     resume_new_order: bool = False  # resume although batch_size, seed or the data changed (a new batch order)
 
 
-def to_dict(conf: TrainConfig) -> dict:
+def to_dict(conf: RunConfig) -> dict:
     """Plain nested dict (only str/int/float/bool/None/list): safe for weights_only loads."""
     return OmegaConf.to_container(OmegaConf.structured(conf), resolve=True)  # type: ignore[return-value]
 
@@ -184,7 +186,7 @@ def describe_omegaconf_error(exc: OmegaConfBaseException) -> str:
     first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if "not in" in first_line and "Key" in first_line:
         parent, _, leaf = key.rpartition(".")
-        node = TrainConfig() if not parent else _schema_node(parent)
+        node = RunConfig() if not parent else _schema_node(parent)
         known = ", ".join(sorted(vars(node))) if node is not None else "see configs/"
         return f"config key '{key}' is unknown; keys allowed there: {known}"
     if "MISSING" in first_line or "Missing mandatory value" in first_line:
@@ -193,7 +195,7 @@ def describe_omegaconf_error(exc: OmegaConfBaseException) -> str:
 
 
 def _schema_node(path: str) -> Any:
-    node: Any = TrainConfig()
+    node: Any = RunConfig()
     for part in path.split("."):
         node = getattr(node, part, None)
         if node is None or not hasattr(node, "__dataclass_fields__"):
@@ -222,7 +224,7 @@ def from_checkpoint(saved: dict) -> dict:
 PATH_KEYS = ("dataset.root", "dataset.cache_dir", "eval.inception_weights", "eval.stats_dir", "resume")
 
 
-def with_absolute_paths(conf: TrainConfig, base: str) -> TrainConfig:
+def with_absolute_paths(conf: RunConfig, base: str) -> RunConfig:
     """Make the config's relative paths absolute against `base` (the directory the command
     was started in), in place: the config saved in a checkpoint then means the same files
     when a resume or an evaluation starts from another directory."""
@@ -241,11 +243,11 @@ SCHEMA_NAME = "animegan_schema"
 
 
 def register_schema() -> None:
-    """Store TrainConfig in Hydra's ConfigStore as the base of configs/train.yaml: every key
+    """Store RunConfig in Hydra's ConfigStore as the base of configs/train.yaml: every key
     the schema knows can then be set on the command line, also one that the chosen group's
     YAML does not list (dataset=folder dataset.workers=2, loss=hinge loss.r1_gamma=1)."""
     from hydra.core.config_store import ConfigStore
 
     store = ConfigStore.instance()
     if f"{SCHEMA_NAME}.yaml" not in store.repo:  # once per process: storing converts the whole dataclass
-        store.store(name=SCHEMA_NAME, node=TrainConfig)
+        store.store(name=SCHEMA_NAME, node=RunConfig)

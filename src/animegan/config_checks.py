@@ -14,17 +14,14 @@ from typing import Any, List
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from animegan.config import ModelConfig, TrainConfig, describe_omegaconf_error, from_checkpoint
+from animegan.choices import AUGMENTATIONS, LOSSES, OPTIMIZERS, PRECISIONS
+from animegan.config import ModelConfig, RunConfig, describe_omegaconf_error, from_checkpoint
 from animegan.errors import AnimeganError
 
 IMAGE_SIZES = (16, 32, 64, 128, 256)  # powers of two a DCGAN stack can make from 4x4
 DATASET_KINDS = ("synthetic", "folder")
-OPTIMIZERS = ("adam", "sgd", "rmsprop")
-LOSSES = ("bce", "hinge", "wgan_gp", "lsgan", "rpgan")
 GUARDS = ("off", "warn", "stop")
-AUGMENTS = ("color", "translation", "cutout")
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")  # cuda:N picks one of several GPUs
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 TRISTATE = ("auto", "true", "false")
 # Bounds that keep memory and time finite whatever a config says (a typo of 10^6 for 10^2
 # should be one line, not an out-of-memory kill minutes later).
@@ -37,14 +34,14 @@ MAX_SAMPLES = 1024  # images in one grid
 MAX_EVAL_IMAGES = 1_000_000
 
 
-def validate(cfg: Any) -> TrainConfig:
-    """Check a composed config (DictConfig or dict) and return it as a TrainConfig."""
+def validate(cfg: Any) -> RunConfig:
+    """Check a composed config (DictConfig or dict) and return it as a RunConfig."""
     # A plain copy: a composed config is typed by the schema already, and keys added with
     # `+key=value` would slip through a merge of two structured configs.
     raw = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False) if isinstance(cfg, DictConfig) else cfg)
     try:
-        merged = OmegaConf.merge(OmegaConf.structured(TrainConfig), raw)
-        conf: TrainConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
+        merged = OmegaConf.merge(OmegaConf.structured(RunConfig), raw)
+        conf: RunConfig = OmegaConf.to_object(merged)  # type: ignore[assignment]
     except OmegaConfBaseException as exc:
         raise AnimeganError(describe_omegaconf_error(exc)) from None
     check_values(conf)
@@ -66,7 +63,7 @@ def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
         raise AnimeganError(f"config key '{key}' = {value!r} is invalid: {allowed}")
 
 
-def check_values(c: TrainConfig) -> None:
+def check_values(c: RunConfig) -> None:
     ge1 = "must be an integer >= 1"
     _require(c.epochs >= 1, "epochs", c.epochs, ge1)
     _require(1 <= c.batch_size <= MAX_BATCH, "batch_size", c.batch_size, f"must be an integer from 1 to {MAX_BATCH}")
@@ -123,8 +120,7 @@ def check_values(c: TrainConfig) -> None:
         "optimizer.betas", list(o.betas), "must be two numbers in [0, 1), e.g. [0.5, 0.999]",
     )
     _require(o.momentum >= 0, "optimizer.momentum", o.momentum, "must be >= 0")
-    _only_for(o, ("betas",), o.name == "adam", "optimizer", "optimizer=adam")
-    _only_for(o, ("momentum",), o.name in ("sgd", "rmsprop"), "optimizer", "optimizer=sgd and optimizer=rmsprop")
+    _only_for_choices(o, OPTIMIZERS, "optimizer")
     _require(o.weight_decay >= 0, "optimizer.weight_decay", o.weight_decay, "must be >= 0")
     _require(0.0 <= o.decay_start <= 1.0, "optimizer.decay_start", o.decay_start,
              "must be in [0, 1]: the fraction of the run before the lr falls (1: constant lr)")
@@ -133,7 +129,7 @@ def check_values(c: TrainConfig) -> None:
     _require(c.loss.name in LOSSES, "loss.name", c.loss.name, f"allowed: {', '.join(LOSSES)}")
     _require(0.5 < c.loss.real_label <= 1.0, "loss.real_label", c.loss.real_label, "must be in (0.5, 1], e.g. 0.9")
     _require(c.loss.gp_weight >= 0, "loss.gp_weight", c.loss.gp_weight, "must be >= 0")
-    _only_for(c.loss, ("gp_weight",), c.loss.name == "wgan_gp", "loss", "loss=wgan_gp")
+    _only_for_choices(c.loss, LOSSES, "loss")
     _require(c.loss.r1_gamma >= 0, "loss.r1_gamma", c.loss.r1_gamma, "must be >= 0 (0: off)")
     _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
     _require(c.loss.r2_gamma >= 0, "loss.r2_gamma", c.loss.r2_gamma, "must be >= 0 (0: off)")
@@ -149,8 +145,8 @@ def check_values(c: TrainConfig) -> None:
              "must be in [0, 1]: the half-life is at most this fraction of the images seen (0: no ramp), e.g. 0.05")
     _require(t.ema_calibration_images >= 2, "train.ema_calibration_images", t.ema_calibration_images,
              "must be an integer >= 2 (BatchNorm needs two faces for a statistic), e.g. 1024")
-    _require(all(p in AUGMENTS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
-             "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTS)} ([]: off), "
+    _require(all(p in AUGMENTATIONS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
+             "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTATIONS)} ([]: off), "
              "e.g. train.diffaugment=[color,translation,cutout]")
     _require(t.guard in GUARDS, "train.guard", t.guard, f"allowed: {', '.join(GUARDS)}")
     _require(t.guard_patience >= 1, "train.guard_patience", t.guard_patience, ge1)
@@ -219,12 +215,21 @@ def _only_for(section: Any, keys, applies: bool, prefix: str, where: str) -> Non
                                 f"ignored here; remove it")
 
 
-def double_backward(c: TrainConfig) -> bool:
+def _only_for_choices(section: Any, choices: dict, prefix: str) -> None:
+    """The keys that only some choices read (a registry entry's options), refused for the
+    others when set away from the schema's default."""
+    for key in sorted({key for choice in choices.values() for key in choice.options}):
+        readers = [name for name, choice in choices.items() if key in choice.options]
+        _only_for(section, (key,), section.name in readers, prefix,
+                  " and ".join(f"{prefix}={name}" for name in readers))
+
+
+def double_backward(c: RunConfig) -> bool:
     """True when D's loss differentiates D's gradient (WGAN-GP's penalty, R1)."""
     return c.loss.name == "wgan_gp" or c.loss.r1_gamma > 0 or c.loss.r2_gamma > 0
 
 
-def config_warnings(c: TrainConfig) -> List[str]:
+def config_warnings(c: RunConfig) -> List[str]:
     """Combinations that run but probably not as meant; logged when a run starts."""
     out = []
     # R1 with BatchNorm in D is the real-data default (measured: docs/recipes.md); WGAN-GP's

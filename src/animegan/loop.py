@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, List, Optional
 import torch
 from tqdm import tqdm
 
-from animegan.config import TrainConfig
+from animegan.config import RunConfig
 from animegan.data.bank import ImageBank
 from animegan.logger import RunLogger
 from animegan.sampling import sample
@@ -37,7 +37,7 @@ class Outputs:
     evaluator: Optional[TrainingEvaluator]  # rank 0 of a run that evaluates FID; None elsewhere
 
 
-def train(state: TrainingState, parts: StepParts, bank: ImageBank, conf: TrainConfig, out: Outputs,
+def train_epochs(state: TrainingState, parts: StepParts, bank: ImageBank, conf: RunConfig, out: Outputs,
           stops: StopRequests, channels_last: bool = False, show_progress: bool = True) -> StopReason:
     """Train from `state` until the last epoch, or until something stops the run."""
     group, batch_size = state.group, conf.batch_size
@@ -148,7 +148,7 @@ def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, c
     return None
 
 
-def evaluation_due(conf: TrainConfig, epoch: int) -> bool:
+def evaluation_due(conf: RunConfig, epoch: int) -> bool:
     every = conf.eval.every_n_epochs
     return bool(every) and (epoch % every == 0 or epoch == conf.epochs)
 

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from animegan.distributed import Shard
+from animegan.choices import LOSSES
 from animegan.errors import AnimeganError
 
 
@@ -123,13 +124,11 @@ class RpGANLoss:
         return F.softplus(real_logits.float() - fake_logits.float()).mean()
 
 
-LOSSES = {"bce": BCELoss, "hinge": HingeLoss, "wgan_gp": WGANGPLoss, "lsgan": LSGANLoss, "rpgan": RpGANLoss}
-
-
 def build_loss(name: str, real_label: float = 1.0, gp_weight: float = 10.0):
+    """The loss registered as `name` in animegan.choices.LOSSES."""
     if name not in LOSSES:
         raise AnimeganError(f"unknown loss '{name}'; available: {', '.join(LOSSES)}")
-    return LOSSES[name](real_label=real_label, gp_weight=gp_weight)
+    return LOSSES[name].load()(real_label=real_label, gp_weight=gp_weight)
 
 
 def input_gradient_sq_norm(outputs: torch.Tensor, inputs: torch.Tensor,

@@ -20,7 +20,11 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from animegan.choices import PRECISIONS
+
+# train.precision -> autocast dtype (None: no autocast), from the names in animegan.choices
+AUTOCAST_DTYPES = {name: getattr(torch, dtype) if dtype else None for name, dtype in PRECISIONS.items()
+                   if name != "auto"}
 NETWORKS = ("D", "G")
 
 

@@ -17,7 +17,7 @@ from typing import Dict, Optional
 import torch
 
 from animegan.augment import DiffAugment
-from animegan.config import TrainConfig, to_dict
+from animegan.config import RunConfig, to_dict
 from animegan.config_checks import config_warnings
 from animegan.data import build_image_bank
 from animegan.device import select_device
@@ -27,7 +27,7 @@ from animegan.errors import AnimeganError
 from animegan.fid_tracker import FidTracker
 from animegan.guard import DivergenceGuard
 from animegan.logger import RunLogger, flat_hparams
-from animegan.loop import Outputs, evaluate_epoch, evaluation_due, train
+from animegan.loop import Outputs, evaluate_epoch, evaluation_due, train_epochs
 from animegan.losses import build_loss
 from animegan.lr_schedule import LearningRateSchedule
 from animegan.malloc_tuning import keep_freed_memory
@@ -66,14 +66,14 @@ class Interrupted(Exception):
         self.exit_status = stops.exit_status
 
 
-def speed_settings(conf: TrainConfig, device: torch.device):
+def speed_settings(conf: RunConfig, device: torch.device):
     """(precision: 'fp32' | 'bf16' | 'fp16', channels_last) from the config's auto/explicit choices."""
     channels_last = str(conf.train.channels_last).lower()
     use_cl = True if channels_last == "auto" else channels_last == "true"  # NHWC: 1.6x fp32 on CPU here
     return resolve_precision(conf.train.precision, device), use_cl
 
 
-def use_compile(conf: TrainConfig, device: torch.device) -> bool:
+def use_compile(conf: RunConfig, device: torch.device) -> bool:
     """train.compile; auto is off. On this project's 2-core CPU torch.compile made DCGAN-64
     0-8% faster (docs/benchmarks.md) after ~45 s of compiling at every start, a loss for
     short runs; on CUDA it has not been measured yet, so it is opt-in there too."""
@@ -86,7 +86,7 @@ def build_models(model_conf, device: torch.device, channels_last: bool = False):
     return generator.to(device, memory_format=memory_format), discriminator.to(device, memory_format=memory_format)
 
 
-def build_training(conf: TrainConfig, device: torch.device, precision: str, channels_last: bool, order: dict,
+def build_training(conf: RunConfig, device: torch.device, precision: str, channels_last: bool, order: dict,
                    steps_per_epoch: int, group: ProcessGroup):
     """The run's TrainingState at step 0 and the parts of its GAN step."""
     torch.manual_seed(conf.seed)  # the same weights in every process, and for every resume
@@ -121,7 +121,7 @@ def build_training(conf: TrainConfig, device: torch.device, precision: str, chan
     return state, parts
 
 
-def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
+def run_training(conf: RunConfig, run_dir: Path, show_progress: bool = True,
                  group: Optional[ProcessGroup] = None, plan: Optional[ResumePlan] = None) -> RunResult:
     """Train as configured, writing everything under `run_dir` (rank 0 only). `plan`: the
     resume the caller planned already (animegan-train, animegan.train); else conf.resume
@@ -144,7 +144,7 @@ def run_training(conf: TrainConfig, run_dir: Path, show_progress: bool = True,
         return _train(conf, run_dir, device, precision, channels_last, plan, group, show_progress)
 
 
-def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: str, channels_last: bool,
+def _train(conf: RunConfig, run_dir: Path, device: torch.device, precision: str, channels_last: bool,
            plan: Optional[ResumePlan], group: ProcessGroup, show_progress: bool) -> RunResult:
     """The run proper, in a run directory this process holds."""
     if group.ranks.is_main and (removed := remove_stale_temporaries(run_dir)):
@@ -194,7 +194,7 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
             state.discriminator.compile()
         started, start_step = time.perf_counter(), state.step
         with StopRequests() as stops:
-            reason = train(state, parts, bank, conf, out, stops, channels_last, show_progress)
+            reason = train_epochs(state, parts, bank, conf, out, stops, channels_last, show_progress)
         done, seconds = state.step - start_step, time.perf_counter() - started
         log.info("trained %d steps in %.1fs (%.0f images/s); stopped: %s", done, seconds,
                  done * conf.batch_size / max(seconds, 1e-9), reason.value)
@@ -205,7 +205,7 @@ def _train(conf: TrainConfig, run_dir: Path, device: torch.device, precision: st
         logger.close(quiet=not ended_well)  # an error of the run itself is the one to report
 
 
-def finish_run(conf: TrainConfig, state: TrainingState, reason: StopReason, out: Outputs, stops: StopRequests,
+def finish_run(conf: RunConfig, state: TrainingState, reason: StopReason, out: Outputs, stops: StopRequests,
                run_dir: Path) -> RunResult:
     """What the end of a run leaves, by why it stopped."""
     last = run_dir / "checkpoints" / "last.pt"
@@ -231,7 +231,7 @@ def finish_run(conf: TrainConfig, state: TrainingState, reason: StopReason, out:
     return RunResult(reason, state.epoch, state.step, export if is_main else None, final, best, run_dir)
 
 
-def check_processes(conf: TrainConfig, device: torch.device, ranks: Ranks) -> None:
+def check_processes(conf: RunConfig, device: torch.device, ranks: Ranks) -> None:
     """What a run of several processes needs that one process does not."""
     if not ranks.distributed:
         return
@@ -243,7 +243,7 @@ def check_processes(conf: TrainConfig, device: torch.device, ranks: Ranks) -> No
                             "the CPU); on CPU processes each one normalises its own part of the batch")
 
 
-def _stabilisers(conf: TrainConfig) -> list:
+def _stabilisers(conf: RunConfig) -> list:
     m, t, out = conf.model, conf.train, []
     if m.d_spectral_norm or m.g_spectral_norm:
         out.append("spectral norm in " + " and ".join(n for n, on in (("D", m.d_spectral_norm), ("G", m.g_spectral_norm)) if on))

@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
 from animegan.cli.local_configs import register_local_configs
-from animegan.config import (TrainConfig, describe_omegaconf_error, from_checkpoint, register_schema,
+from animegan.config import (RunConfig, describe_omegaconf_error, from_checkpoint, register_schema,
                              with_absolute_paths)
 from animegan.config_checks import validate
 from animegan.errors import AnimeganError
@@ -99,7 +99,7 @@ def explain_compose_error(exc: Exception) -> str:
     return " ".join([first] + ([str(cause).splitlines()[0]] if cause and str(cause) else [])) or type(exc).__name__
 
 
-def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optional[dict] = None) -> TrainConfig:
+def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optional[dict] = None) -> RunConfig:
     """Validate a composed config, with its relative paths made absolute against `cwd`.
     With resume=PATH the checkpoint's own config is the base and only keys named on the
     command line (e.g. epochs=60) change it; `state`: that checkpoint, when it is loaded
@@ -109,7 +109,7 @@ def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optio
         return conf
     # torch comes in with a checkpoint: a config without one (or a refused one) never imports it
     from animegan.checkpoint import load_training_state
-    from animegan.models.fit import check_weights_fit
+    from animegan.models.weight_shapes import check_weights_fit
     from animegan.resume import check_data_order, data_order, saved_data_order
 
     state = load_training_state(Path(conf.resume)) if state is None else state

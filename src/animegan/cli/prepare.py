@@ -36,7 +36,7 @@ def main(argv: Optional[List[str]] = None) -> None:
 
 
 def run(argv: List[str]):
-    """Compose and check the config, then build or confirm the cache: (TrainConfig, Prepared)."""
+    """Compose and check the config, then build or confirm the cache: (RunConfig, Prepared)."""
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("prepare one dataset and size at a time (no -m sweeps)")
     from animegan.cli.compose import compose_config

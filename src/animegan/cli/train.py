@@ -33,7 +33,7 @@ from animegan.files import atomic_replace
 from animegan.runlock import lock_run_directory, release_run_directory
 
 if TYPE_CHECKING:
-    from animegan.config import TrainConfig
+    from animegan.config import RunConfig
     from animegan.resume import ResumePlan
 
 MAX_CHECKED_SWEEP_JOBS = 256
@@ -172,7 +172,7 @@ class Launch:
     as they are: the checkpoint is loaded once."""
 
     argv: List[str]
-    conf: Optional[TrainConfig] = None
+    conf: Optional[RunConfig] = None
     plan: Optional[ResumePlan] = None
 
 
