@@ -8,8 +8,9 @@ ImageFolder + DataLoader with 2 workers decoding JPEGs every epoch,
 Resize/CenterCrop/ToTensor/Normalize, fp32, NCHW, D ending in Sigmoid + BCELoss, Adam 2e-4 /
 beta1 0.5, ngf = ndf = 64, nz = 100, and its update order (D on real, D on fake, G on the
 same fake with D's weight gradients).
-`animegan` is animegan.step.gan_step with the project's settings for the device, on the same
-images held as a uint8 bank. Each variant runs in its own child process (so peak RSS is
+`animegan` is the README's real-data default (R1 every 4 steps, the EMA of G; `compiled`
+without R1, which torch.compile cannot differentiate) built by animegan.run.build_training
+and stepped by animegan.step.gan_step, on the same images held as a uint8 bank. Each variant runs in its own child process (so peak RSS is
 its own), the children alternate, warm-up steps are excluded, and the median of the timed
 windows is reported. Prints a table; numbers only, no assertions.
 """
@@ -48,32 +49,36 @@ def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
     return times
 
 
-def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compile_models: bool = False):
-    from animegan.config import DatasetConfig, RunConfig
+def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compile_models: bool = False,
+                 tiny: bool = False):
+    """The README's real-data default (`animegan-train dataset=folder dataset.root=DATA`) at
+    `batch`, its objects built by the functions run_training uses (R1 every 4 steps and the
+    EMA included): a change there changes what is timed here."""
+    from animegan.cli.compose import compose_config, resolve_config
     from animegan.data import build_image_bank
-    from animegan.losses import build_loss
+    from animegan.distributed import ProcessGroup, Ranks
     from animegan.malloc_tuning import keep_freed_memory
-    from animegan.optimizers import build_optimizers
-    from animegan.precision import AUTOCAST_DTYPES, LossScaling
-    from animegan.run import build_models, speed_settings
-    from animegan.step import StepParts, gan_step
+    from animegan.resume import data_order
+    from animegan.run import build_training, speed_settings
+    from animegan.step import gan_step
 
+    overrides = ["dataset=folder", f"dataset.root={data}", f"dataset.cache_dir={data}-cache", "dataset.dedupe=false",
+                 f"batch_size={batch}", f"device={device.type}",
+                 *(["train.compile=true", "loss.r1_gamma=0"] if compile_models else []),  # compile cannot do R1
+                 *(["model.ngf=8", "model.ndf=8", "train.ema_calibration_images=64"] if tiny else [])]
+    conf = resolve_config(compose_config(overrides), overrides, os.getcwd())
     # Decoded once into the preparation cache (not timed), as a training run does.
-    dataset = DatasetConfig(name="bench", kind="folder", root=str(data), cache_dir=str(data) + "-cache", dedupe=False)
-    bank = build_image_bank(dataset, 64, seed=0, progress=False).to(device)
-    conf = RunConfig()
+    bank = build_image_bank(conf.dataset, conf.model.image_size, conf.seed, progress=False)
     precision, channels_last = speed_settings(conf, device)
     if device.type == "cpu" and conf.train.keep_freed_memory:  # as run_training does
         keep_freed_memory()
-    torch.manual_seed(0)
-    netG, netD = build_models(conf.model, device, channels_last)
-    opt_g, opt_d = build_optimizers(conf.optimizer, netG, netD)
+    state, parts = build_training(conf, device, precision, channels_last, data_order(conf, None),
+                                  bank.batches_per_epoch(batch), ProcessGroup(Ranks()))
+    bank.to(device)
     if compile_models:  # as run_training does with train.compile=true; compiling happens in the warm-up steps
-        netG.compile()
-        netD.compile()
-    rng = torch.Generator(device=device).manual_seed(1)
-    parts = StepParts(netG, netD, opt_g, opt_d, build_loss("bce"), LossScaling(device, precision == "fp16"), rng,
-                      autocast_dtype=AUTOCAST_DTYPES[precision])
+        state.generator.compile()
+        state.discriminator.compile()
+    rng = parts.rng
     per_epoch = bank.batches_per_epoch(batch)
     stamps, pending, step = [(time.perf_counter(), 0)], [], 0
     while step < steps:  # whole epochs of batches, as the loop serves them
@@ -89,7 +94,8 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
                 break
     per_step = [(t1 - t0) / n for (t0, _), (t1, n) in zip(stamps, stamps[1:]) for _ in range(n)]
     return per_step[:steps], {
-        "precision": precision, "channels_last": channels_last, "compile": compile_models}
+        "precision": precision, "channels_last": channels_last, "compile": compile_models,
+        "r1": conf.loss.r1_gamma > 0, "ema": conf.train.ema}
 
 
 def child(args) -> None:
@@ -99,7 +105,7 @@ def child(args) -> None:
     if args.variant == "baseline":
         times, extra = run_baseline(Path(args.data), args.batch, steps, device), {}
     else:
-        times, extra = run_animegan(Path(args.data), args.batch, steps, device, args.variant == "compiled")
+        times, extra = run_animegan(Path(args.data), args.batch, steps, device, args.variant == "compiled", args.tiny)
     timed = times[args.warmup:]
     peak_gpu = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else None
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -133,6 +139,7 @@ def main() -> None:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--compiled", action="store_true",
                    help="also time animegan with torch.compile (train.compile=true); give --warmup enough steps to compile")
+    p.add_argument("--tiny", action="store_true", help="animegan with tiny nets (ngf=ndf=8): checks the script runs")
     p.add_argument("--variant", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.variant:
@@ -144,7 +151,8 @@ def main() -> None:
         for _ in range(args.rounds):
             for variant in results:
                 cmd = [sys.executable, __file__, "--variant", variant, "--data", data, "--batch", str(args.batch),
-                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device]
+                       "--steps", str(args.steps), "--warmup", str(args.warmup), "--device", args.device,
+                       *(["--tiny"] if args.tiny else [])]
                 out = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
                 if out.returncode:
                     sys.exit(f"{variant} failed:\n{out.stderr}")
@@ -160,6 +168,7 @@ def main() -> None:
         r = runs[-1]
         gpu = f"{r['peak_gpu_mib']:.0f}" if r["peak_gpu_mib"] else "-"
         settings = f"{r.get('precision', 'fp32')}, channels_last={r.get('channels_last', False)}" \
+            + (", R1 every 4 steps" if r.get("r1") else "") + (", EMA" if r.get("ema") else "") \
             + (", torch.compile" if r.get("compile") else "")
         print(f"{variant:10} {speed[variant]:9.1f} {step * 1000:8.0f} {max(x['peak_rss_mib'] for x in runs):13.0f} "
               f"{max(x['worker_peak_rss_mib'] for x in runs):12.0f} {gpu:>8}  {settings}")

@@ -1,0 +1,27 @@
+"""The measuring scripts run on tiny settings, so that a change in how runs are built breaks
+them here, loudly, instead of silently when someone next measures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+
+
+@pytest.mark.slow
+def test_the_benchmark_times_the_classic_example_and_the_real_data_default(tmp_path):
+    result = subprocess.run([sys.executable, str(SCRIPTS / "benchmark.py"), "--tiny", "--n-images", "48", "--batch",
+                             "16", "--steps", "2", "--warmup", "1", "--rounds", "1", "--device", "cpu"],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in result.stdout.splitlines()
+            if line.split() and line.split()[0] in ("baseline", "animegan")}
+    assert set(rows) == {"baseline", "animegan"}, result.stdout
+    assert all(float(row[1]) > 0 for row in rows.values())  # images/s
+    # the default as the README's command trains it: R1 and the average included
+    assert "R1 every 4 steps" in " ".join(rows["animegan"]) and "EMA" in " ".join(rows["animegan"])
+    assert "ratio animegan / baseline" in result.stdout
