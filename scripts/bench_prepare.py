@@ -3,7 +3,7 @@
 Reports: preparation time and images/s (a fresh build), the CPU time it used, cache size,
 the time to check and load an existing cache, peak RSS (this process and the decoding
 workers), and the share of a training step spent on data once the cache is loaded
-(ImageBank.batch for a whole epoch, against the measured time of animegan.step.gan_step).
+(ImageBank.batch for a whole epoch, against the measured step of the real-data default).
 
     nice -n 10 python scripts/bench_prepare.py --root path/to/anime-faces --cache-dir /tmp/bench-cache
 
@@ -13,6 +13,7 @@ The cache folder for this root under --cache-dir is deleted first, so the build 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import time
@@ -21,15 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from animegan.config import DatasetConfig, ModelConfig, OptimizerConfig, RunConfig
+from animegan.config import DatasetConfig
 from animegan.data.bank import ImageBank
 from animegan.data.cache import cache_folder, prepare
 from animegan.data.folder import check_root
-from animegan.losses import build_loss
-from animegan.optimizers import build_optimizers
-from animegan.precision import AUTOCAST_DTYPES, LossScaling
-from animegan.run import build_models, speed_settings
-from animegan.step import StepParts, gan_step
+from animegan.run import build_training, speed_settings
+from animegan.step import gan_step
 
 
 def cpu_seconds() -> float:
@@ -47,23 +45,26 @@ def data_seconds_per_batch(bank: ImageBank, batch_size: int, channels_last: bool
     return (time.perf_counter() - start) / n
 
 
-def step_seconds(size: int, batch_size: int, steps: int) -> tuple:
-    """Seconds per step of the real training loop (default dcgan model/optimizer), warm."""
+def step_seconds(root: str, size: int, batch_size: int, steps: int, tiny: bool = False) -> tuple:
+    """Seconds per step of the README's real-data default on this folder at `size` px, its
+    objects built by the functions run_training uses (R1 and the EMA included), warm."""
+    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.distributed import ProcessGroup, Ranks
+    from animegan.resume import data_order
+
+    overrides = ["dataset=folder", f"dataset.root={root}", f"model.image_size={size}", f"batch_size={batch_size}",
+                 "device=cpu", *(["model.ngf=8", "model.ndf=8", "train.ema_calibration_images=64"] if tiny else [])]
+    conf = resolve_config(compose_config(overrides), overrides, os.getcwd())
     device = torch.device("cpu")
-    precision, channels_last = speed_settings(RunConfig(), device)
-    autocast = AUTOCAST_DTYPES[precision]
-    model = ModelConfig(image_size=size)
-    g, d = build_models(model, device, channels_last)
-    opt_g, opt_d = build_optimizers(OptimizerConfig(), g, d)
+    precision, channels_last = speed_settings(conf, device)
 
     def run(n_steps: int) -> float:
         bank = ImageBank(torch.randint(0, 256, (batch_size * n_steps, 3, size, size), dtype=torch.uint8))
-        rng = torch.Generator().manual_seed(0)
-        parts = StepParts(g, d, opt_g, opt_d, build_loss("bce"), LossScaling(device, False), rng, nz=model.nz,
-                          autocast_dtype=autocast)
+        _, parts = build_training(conf, device, precision, channels_last, data_order(conf, None), n_steps,
+                                  ProcessGroup(Ranks()))
         order = bank.epoch_order(0, 0)
         start = time.perf_counter()
-        metrics = [gan_step(parts, bank.batch(order[b * batch_size:(b + 1) * batch_size], rng, channels_last), b)
+        metrics = [gan_step(parts, bank.batch(order[b * batch_size:(b + 1) * batch_size], parts.rng, channels_last), b)
                    for b in range(n_steps)]
         torch.stack(metrics).cpu()  # wait for the device
         return (time.perf_counter() - start) / n_steps
@@ -80,6 +81,7 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per core)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--steps", type=int, default=5, help="training steps timed for the step time")
+    p.add_argument("--tiny", action="store_true", help="tiny nets (ngf=ndf=8) for the step: checks the script runs")
     args = p.parse_args()
 
     conf = DatasetConfig(name="bench", kind="folder", root=args.root, cache_dir=args.cache_dir, workers=args.workers)
@@ -99,7 +101,7 @@ def main() -> None:
     rss_self = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     rss_workers = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
 
-    step_s, channels_last = step_seconds(args.size, args.batch_size, args.steps)
+    step_s, channels_last = step_seconds(args.root, args.size, args.batch_size, args.steps, args.tiny)
     data_s = data_seconds_per_batch(ImageBank(images), args.batch_size, channels_last)
     batches = m["kept"] // args.batch_size
 

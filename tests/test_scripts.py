@@ -25,3 +25,17 @@ def test_the_benchmark_times_the_classic_example_and_the_real_data_default(tmp_p
     # the default as the README's command trains it: R1 and the average included
     assert "R1 every 4 steps" in " ".join(rows["animegan"]) and "EMA" in " ".join(rows["animegan"])
     assert "ratio animegan / baseline" in result.stdout
+
+
+@pytest.mark.slow
+def test_the_preparation_benchmark_reports_every_row(tmp_path):
+    from conftest import image_folder
+
+    faces = image_folder(tmp_path / "faces", 40, size=48)
+    result = subprocess.run([sys.executable, str(SCRIPTS / "bench_prepare.py"), "--root", str(faces), "--size", "32",
+                             "--cache-dir", str(tmp_path / "cache"), "--batch-size", "8", "--steps", "2", "--tiny",
+                             "--workers", "1"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = dict(line.split("  ", 1) for line in result.stdout.splitlines() if "  " in line)
+    assert "prepare (fresh build)" in rows and rows["kept / dropped"].strip().startswith("40 / ")
+    assert "ms at batch 8" in rows["train step (CPU)"] and "%" in rows["data share of an epoch"]
