@@ -23,21 +23,37 @@ import tempfile
 import time
 from pathlib import Path
 
-# (phase, file suffix, function name): the cumulative time of that function in the profile
+# (phase, the function whose cumulative time it is): named as importable objects, resolved
+# after the run (importing them first would distort the import timings), so a function that
+# is renamed or moved stops this script with an ImportError/AttributeError instead of
+# printing 0.00 for its phase.
 PHASES = [
-    ("config: compose, validate, resume plan", "cli/train.py", "preflight"),
-    ("Hydra: its app, run dir, logging set-up", "hydra/_internal/utils.py", "run_and_report"),
-    ("data: cache check and load", "data/__init__.py", "build_image_bank"),
-    ("models, optimisers, EMA: build", "animegan/run.py", "build_training"),
-    ("training steps (the first one included)", "animegan/step.py", "gan_step"),
-    ("checkpoints: last.pt", "animegan/state.py", "save"),
-    ("EMA BatchNorm statistics", "animegan/ema.py", "calibrate"),
-    ("sample grids", "animegan/artefacts.py", "save_image_grid"),
-    ("losses.png", "animegan/artefacts.py", "plot_losses"),
-    ("timelapse.gif", "animegan/gif.py", "write_timelapse"),
-    ("TensorBoard: writer", "animegan/logger.py", "__init__"),
-    ("export: generator.pt", "animegan/state.py", "export"),
+    ("config: compose, validate, resume plan", "animegan.cli.train:preflight"),
+    ("Hydra: its app, run dir, logging set-up", "hydra._internal.utils:run_and_report"),
+    ("data: cache check and load", "animegan.data:build_image_bank"),
+    ("models, optimisers, EMA: build", "animegan.run:build_training"),
+    ("training steps (the first one included)", "animegan.step:gan_step"),
+    ("checkpoints: last.pt", "animegan.state:CheckpointFiles.save"),
+    ("EMA BatchNorm statistics", "animegan.ema:calibrate"),
+    ("sample grids", "animegan.artefacts:save_image_grid"),
+    ("losses.png", "animegan.artefacts:plot_losses"),
+    ("timelapse.gif", "animegan.gif:write_timelapse"),
+    ("TensorBoard: writer", "animegan.logger:TensorBoard.__init__"),
+    ("export: generator.pt", "animegan.state:CheckpointFiles.export"),
 ]
+
+
+def profile_key(target: str) -> tuple:
+    """cProfile's key (file, first line, name) of the function `module:qualified.name`."""
+    import importlib
+    import inspect
+
+    module, _, qualname = target.partition(":")
+    obj = importlib.import_module(module)
+    for part in qualname.split("."):
+        obj = getattr(obj, part)
+    code = inspect.unwrap(obj).__code__
+    return code.co_filename, code.co_firstlineno, code.co_name
 
 
 def make_folder(root: Path, n: int = 64) -> Path:
@@ -57,9 +73,10 @@ def main() -> None:
     p.add_argument("--ndf", type=int, default=64)
     p.add_argument("--logger", default="tensorboard", help="logger config group (tensorboard, csv, none)")
     p.add_argument("--repeats", type=int, default=3, help="whole-process timings: best of N")
+    p.add_argument("--work", type=Path, help="folder for the faces and runs (default: a new temporary folder)")
     a = p.parse_args()
 
-    work = Path(tempfile.mkdtemp(prefix="animegan-profile-"))
+    work = a.work or Path(tempfile.mkdtemp(prefix="animegan-profile-"))
     faces = make_folder(work / "faces")
     # 64 faces at batch 64: one step
     argv = ["dataset=folder", f"dataset.root={faces}", f"dataset.cache_dir={work / 'cache'}", "dataset.workers=1",
@@ -88,10 +105,9 @@ def main() -> None:
     print(f"{'phase':<45} {'seconds':>8}")
     print(f"{'import torch':<45} {import_torch:8.2f}")
     print(f"{'import animegan.cli.train':<45} {import_cli:8.2f}")
-    for label, suffix, name in PHASES:
-        seconds = max((v[3] for (file, _, func), v in stats.items() if func == name and file.endswith(suffix)),
-                      default=0.0)
-        print(f"{label:<45} {seconds:8.2f}")
+    for label, target in PHASES:
+        entry = stats.get(profile_key(target))  # None: the function did not run in this command
+        print(f"{label:<45} {entry[3] if entry else 0.0:8.2f}")
     print(f"{'the whole command (main), profiled':<45} {total:8.2f}")
     print(f"torch._dynamo imported: {'torch._dynamo' in sys.modules}")
 

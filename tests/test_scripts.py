@@ -39,3 +39,19 @@ def test_the_preparation_benchmark_reports_every_row(tmp_path):
     rows = dict(line.split("  ", 1) for line in result.stdout.splitlines() if "  " in line)
     assert "prepare (fresh build)" in rows and rows["kept / dropped"].strip().startswith("40 / ")
     assert "ms at batch 8" in rows["train step (CPU)"] and "%" in rows["data share of an epoch"]
+
+
+@pytest.mark.slow
+def test_the_start_up_profile_finds_every_phase(tmp_path):
+    """Each phase is named as an importable function: one that moves breaks the script, and
+    the phases a one-step run goes through take time in the profile."""
+    result = subprocess.run([sys.executable, str(SCRIPTS / "profile_startup.py"), "--ngf", "8", "--ndf", "8",
+                             "--repeats", "1", "--work", str(tmp_path)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    seconds = {line[:45].strip(): float(line[45:].split()[0]) for line in result.stdout.splitlines()
+               if len(line) > 46 and line[45:].split() and line[45:].split()[0].replace(".", "", 1).isdigit()}
+    for phase in ("config: compose, validate, resume plan", "data: cache check and load",
+                  "models, optimisers, EMA: build", "training steps (the first one included)", "checkpoints: last.pt",
+                  "export: generator.pt"):
+        assert seconds[phase] > 0, (phase, result.stdout)
