@@ -1,6 +1,6 @@
 """Crash safety: kill -9 inside checkpoint writes and between them, resume=auto,
 no torn file, at most one checkpoint interval lost per kill, and the same final weights
-as a run that was never interrupted (scripts/chaos.py; its long run is in docs)."""
+as a run that was never interrupted (tests/harness/chaos.py; its long run is in docs)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).parents[1] / "scripts" / "chaos.py"
+SCRIPT = Path(__file__).parent / "harness" / "chaos.py"
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""scripts/score_runs.py's collapse measure: a generator that draws one face for every
+"""scripts/studies/score_runs.py's collapse measure: a generator that draws one face for every
 latent scores a closest pair of 0; an untrained one, whose faces differ, does not."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from animegan.checkpoint import generator_export, save_checkpoint
 from animegan.models import build_generator
 from conftest import tiny_conf
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "score_runs.py"
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "studies" / "score_runs.py"
 
 
 @pytest.fixture(scope="module")

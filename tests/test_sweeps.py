@@ -84,13 +84,13 @@ def test_the_command_line_wins_over_the_yaml_sweep_for_the_same_key(tmp_path):
     assert len(rows) == 1 and "train.g_steps=2" in rows[0]["overrides"]
 
 
-SEARCH = Path(__file__).resolve().parents[1] / "scripts" / "search"
+SEARCH = Path(__file__).resolve().parents[1] / "scripts" / "studies" / "search"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("sweep", sorted(p.stem for p in (SEARCH / "configs" / "experiment").glob("*.yaml")))
 def test_every_committed_search_sweep_validates_every_job(sweep, monkeypatch, tmp_path):
-    # The searches in scripts/search are run from that folder (its configs/ adds the candidates);
+    # The searches in scripts/studies/search are run from that folder (its configs/ adds the candidates);
     # a candidate file that is missing or sets a wrong key must fail here, not hours into a sweep.
     monkeypatch.chdir(SEARCH)
     data = [] if sweep.startswith("search_default") else ["dataset=folder", f"dataset.root={tmp_path}"]

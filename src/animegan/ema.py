@@ -37,7 +37,7 @@ from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 CALIBRATION_SEED = 20190129  # latents of the standing statistics: fixed, independent of the run's streams
 # Images the standing statistics are computed from, at every checkpoint, grid and export.
-# scripts/ema_calibration_study.py on afg.pt: the faces of 64 latents differ from those of
+# scripts/studies/ema_calibration_study.py on afg.pt: the faces of 64 latents differ from those of
 # statistics over 16,384 images by 1.3-1.6 of 255 on average from 512 images up (2048: 1.3,
 # the largest pixel 15 instead of 17), at half the time of 2048 (~1.7 s instead of ~3.4 s at
 # full width on one CPU core, at every checkpoint).

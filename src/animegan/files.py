@@ -28,7 +28,7 @@ except ImportError:  # not POSIX: no locks, no file-size limit
 
 # Test hook: seconds to wait between writing a temporary file and putting it in place, so
 # that a kill in the middle of a checkpoint write can be provoked on purpose
-# (scripts/chaos.py, tests/test_chaos.py). Unset in normal use.
+# (tests/harness/chaos.py, tests/test_chaos.py). Unset in normal use.
 WRITE_DELAY_VARIABLE = "ANIMEGAN_WRITE_DELAY"
 RUN_DIR_REMEDY = "free some space or choose another folder (hydra.run.dir=...)"
 

@@ -2,7 +2,7 @@
 they are cast back to fp32 when loaded) and the machine's paths dropped from its config.
 Prints how far the half-precision faces are from the fp32 ones, so you can judge the cast.
 
-    python scripts/ship_generator.py outputs/<run>/checkpoints/afg.pt checkpoints/afg.pt
+    python scripts/release/ship_generator.py outputs/<run>/checkpoints/afg.pt checkpoints/afg.pt
 
 This is how checkpoints/afg.pt was made (checkpoints/README.md).
 """

@@ -1,6 +1,6 @@
 """How many generated images make the averaged generator's BatchNorm statistics stable?
 
-    python scripts/ema_calibration_study.py --ckpt afg.pt
+    python scripts/studies/ema_calibration_study.py --ckpt afg.pt
 
 The EMA generator's BatchNorm running statistics are recomputed from its own activations
 (animegan.ema.calibrate) at every checkpoint, grid and export of a run with train.ema. This

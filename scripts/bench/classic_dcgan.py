@@ -2,7 +2,7 @@
 number of minutes, its generator saved as an animegan export at given minutes: the
 baseline that animegan's recipes are measured against at equal wall time.
 
-    python scripts/classic_dcgan.py --data /path/to/faces --minutes 30 --export-minutes 5,15,30 --out classic
+    python scripts/bench/classic_dcgan.py --data /path/to/faces --minutes 30 --export-minutes 5,15,30 --out classic
     animegan-sample --ckpt classic/generator-30min.pt          # its faces, as animegan samples any export
 
 The loop is the example's, step for step: ImageFolder + DataLoader (2 workers, shuffled,
@@ -14,7 +14,7 @@ printed line, its sample grid of fixed noise every 100 steps and its per-epoch
 checkpoints. A folder without class subfolders is wrapped in one (ImageFolder needs it).
 
 Its generator has animegan's dcgan64 layers (the example's `main.N.*` are our `net.N.*`),
-so the exports load in animegan-sample and animegan-eval. scripts/benchmark.py times the
+so the exports load in animegan-sample and animegan-eval. scripts/bench/benchmark.py times the
 same loop.
 """
 

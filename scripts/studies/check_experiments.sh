@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Does any shipped experiment end in a grid of copies? Trains each experiment on the same
 # faces for MINUTES minutes (FID during training off, everything else as shipped), then
-# draws each export's grid and measures how alike its 64 faces are (scripts/score_runs.py:
+# draws each export's grid and measures how alike its 64 faces are (scripts/studies/score_runs.py:
 # closest and median pair; copies of one face bring the closest pair near 0). Look at
 # every grid as well.
 #
-#   scripts/check_experiments.sh FACES OUT [MINUTES] [EXPERIMENT...]
-#   scripts/check_experiments.sh ~/data/faces runs/collapse 12
-#   scripts/check_experiments.sh ~/data/faces runs/collapse 12 naruto nyu
+#   scripts/studies/check_experiments.sh FACES OUT [MINUTES] [EXPERIMENT...]
+#   scripts/studies/check_experiments.sh ~/data/faces runs/collapse 12
+#   scripts/studies/check_experiments.sh ~/data/faces runs/collapse 12 naruto nyu
 #
 # FACES: a folder of face images (the experiments' own data sets work too: give their
 # folder); OUT: where the runs go. MINUTES defaults to 12; the experiments default to all

@@ -1,6 +1,6 @@
 """Render a grid of the built-in synthetic anime faces and report rendering speed.
 
-    python scripts/preview_synthetic.py --n 64 --size 64 --out docs/synthetic_grid.png
+    python scripts/studies/preview_synthetic.py --n 64 --size 64 --out docs/synthetic_grid.png
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ try:
     from animegan.artefacts import tile_images
     from animegan.data.synthetic import render_faces
 except ImportError:  # running from a source checkout without `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
     from animegan.artefacts import tile_images
     from animegan.data.synthetic import render_faces
 

@@ -1,12 +1,12 @@
 """Score every exported generator of some runs (or of every job of a sweep) with an FD
 meter, draw a 64-face grid of each, and print one table: the search's measurements.
 
-    python scripts/score_runs.py multirun/2026-12-01/06-00-00 --fd /path/to/animefd
-    python scripts/score_runs.py outputs/run_a outputs/run_b --fd /path/to/animefd --fd-args "--n 2000"
+    python scripts/studies/score_runs.py multirun/2026-12-01/06-00-00 --fd /path/to/animefd
+    python scripts/studies/score_runs.py outputs/run_a outputs/run_b --fd /path/to/animefd --fd-args "--n 2000"
 
 A run directory's exports are `checkpoints/generator.pt` (the end of the run) and, with
 checkpoint.snapshot_minutes, the snapshots `snapshots/generator-<M>min.pt`; a folder of
-`generator-<M>min.pt` files (what scripts/classic_dcgan.py writes) or any `.pt` export given
+`generator-<M>min.pt` files (what scripts/bench/classic_dcgan.py writes) or any `.pt` export given
 directly is scored as well. The FD
 meter is any command that takes a generator file and prints `FD32 <x>  FD64 <y>` (the
 project measures with an anime-tuned ResNet Frechet distance, see docs/recipes.md). Each

@@ -1,9 +1,9 @@
 """Training speed: the classic PyTorch DCGAN example vs animegan's step, side by side.
 
-    python scripts/benchmark.py                      # CPU or CUDA, synthetic faces as JPEGs
-    python scripts/benchmark.py --data /path/to/jpgs --rounds 3 --batch 128
+    python scripts/bench/benchmark.py                      # CPU or CUDA, synthetic faces as JPEGs
+    python scripts/bench/benchmark.py --data /path/to/jpgs --rounds 3 --batch 128
 
-`baseline` is pytorch/examples dcgan/main.py's loop as scripts/classic_dcgan.py runs it:
+`baseline` is pytorch/examples dcgan/main.py's loop as scripts/bench/classic_dcgan.py runs it:
 ImageFolder + DataLoader with 2 workers decoding JPEGs every epoch,
 Resize/CenterCrop/ToTensor/Normalize, fp32, NCHW, D ending in Sigmoid + BCELoss, Adam 2e-4 /
 beta1 0.5, ngf = ndf = 64, nz = 100, and its update order (D on real, D on fake, G on the
@@ -32,7 +32,7 @@ import torch
 
 
 def run_baseline(data: Path, batch: int, steps: int, device: torch.device):
-    """The classic example's loop (scripts/classic_dcgan.py); returns the wall time of each
+    """The classic example's loop (scripts/bench/classic_dcgan.py); returns the wall time of each
     step (data loading included). Its grids and checkpoints are left out: they are not part
     of a step."""
     from classic_dcgan import classic_loader, classic_models, classic_steps

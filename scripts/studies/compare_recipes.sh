@@ -6,11 +6,11 @@
 # copy of the same run, so every run shares the machine with one other. Run it on an
 # otherwise idle machine with at least 2 cores.
 #
-#   scripts/compare_recipes.sh FACES OUT "FD METER" [MINUTES] [animegan-train overrides...]
-#   scripts/compare_recipes.sh ~/data/faces runs/compare "animefd --n 2000" 30
+#   scripts/studies/compare_recipes.sh FACES OUT "FD METER" [MINUTES] [animegan-train overrides...]
+#   scripts/studies/compare_recipes.sh ~/data/faces runs/compare "animefd --n 2000" 30
 #
 # FACES: a folder of face images; OUT: where the runs go; the FD meter: a command that
-# takes a generator file and prints "FD32 <x>  FD64 <y>" (see scripts/score_runs.py).
+# takes a generator file and prints "FD32 <x>  FD64 <y>" (see scripts/studies/score_runs.py).
 # MINUTES (default 30) is each run's training time; snapshots are taken at 5, 10, 15, 30,
 # 60 and 120 minutes where they fall inside it. Needs animegan installed (animegan-train
 # and animegan-sample on PATH) and torchvision for the classic example.
@@ -30,7 +30,7 @@ train() {  # train CORE NAME [overrides...]: the default command (or a recipe) f
 
 # 1. the default command beside the classic example
 train 0 default "$@" &
-taskset -c 1 python3 "$HERE/classic_dcgan.py" --data "$FACES" --out "$OUT/classic" --minutes "$MINUTES" \
+taskset -c 1 python3 "$HERE/../bench/classic_dcgan.py" --data "$FACES" --out "$OUT/classic" --minutes "$MINUTES" \
     --export-minutes "$MARKS" > "$OUT/classic.log" 2>&1
 wait
 # 2. the paper's recipe beside a second default run (a load like the first pair's)

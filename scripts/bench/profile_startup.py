@@ -1,8 +1,8 @@
 """Where the time of a one-step `animegan-train` goes: imports, config, data, model build,
 first step, checkpoint, grid, plot, TensorBoard, export. Prints one table (seconds).
 
-    python scripts/profile_startup.py                  # a cached 64-face folder, one step, full-width DCGAN-64
-    python scripts/profile_startup.py --ngf 8 --ndf 8  # the tests' tiny networks
+    python scripts/bench/profile_startup.py                  # a cached 64-face folder, one step, full-width DCGAN-64
+    python scripts/bench/profile_startup.py --ngf 8 --ndf 8  # the tests' tiny networks
 
 Run it on an idle machine (`taskset -c 0 env OMP_NUM_THREADS=1 ...` for one core). The
 command runs in this process under cProfile (a few % slower than without); each phase is

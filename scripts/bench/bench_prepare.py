@@ -5,7 +5,7 @@ the time to check and load an existing cache, peak RSS (this process and the dec
 workers), and the share of a training step spent on data once the cache is loaded
 (ImageBank.batch for a whole epoch, against the measured step of the real-data default).
 
-    nice -n 10 python scripts/bench_prepare.py --root path/to/anime-faces --cache-dir /tmp/bench-cache
+    nice -n 10 python scripts/bench/bench_prepare.py --root path/to/anime-faces --cache-dir /tmp/bench-cache
 
 The cache folder for this root under --cache-dir is deleted first, so the build is fresh.
 """

@@ -1,7 +1,7 @@
 """Why the shipped (averaged) generator can be worse than the weights it averages: one
 training run, several averages of G kept side by side, all exported at given minutes.
 
-    python scripts/ema_study.py --out study --minutes 5,15,30 -- \\
+    python scripts/studies/ema_study.py --out study --minutes 5,15,30 -- \\
         dataset=folder dataset.root=/path/to/faces
     # then score each study/<M>min/<variant>.pt, e.g. with an FD meter
 
