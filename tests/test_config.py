@@ -28,12 +28,12 @@ def test_default_config_composes_to_the_documented_defaults():
     assert isinstance(conf, RunConfig)
     assert conf.dataset.kind == "synthetic"
     assert conf.model.image_size == 64 and conf.model.nz == 100
-    # The built-in faces with DCGAN-64 and Adam bring the default run's settings (README's table) ...
+    # The built-in faces with DCGAN-64 and Adam bring the default run's settings (docs/configuration.md's table) ...
     assert conf.optimizer.name == "adam" and conf.optimizer.lr == 5e-4 and conf.optimizer.betas == [0.0, 0.99]
     assert conf.batch_size == 64 and conf.device == "auto" and conf.model.minibatch_std
     assert conf.train.d_steps == 1 and conf.train.g_steps == 1
     # ... which stay with that pairing: another model (or any real dataset) trains the recipe
-    # for real faces (README's second table), without the synthetic run's minibatch std,
+    # for real faces (docs/configuration.md's second table), without the synthetic run's minibatch std,
     # DiffAugment and instance noise.
     other = resolve_config(compose_config(["model=dcgan32"]), ["model=dcgan32"], os.getcwd())
     assert other.optimizer.lr == 5e-4 and other.optimizer.betas == [0.0, 0.99] and other.batch_size == 32

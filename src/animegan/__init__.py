@@ -1,6 +1,6 @@
 """animegan: train DCGANs that draw anime faces, and sample from what they learned.
 
-From Python (the same paths as the commands; see the README's "From Python"):
+From Python (the same paths as the commands; see docs/python.md):
 
     import animegan
     faces = animegan.load_generator("afg.pt")   # a FaceGenerator: sample, grid, interpolate
