@@ -51,7 +51,13 @@ def test_the_start_up_profile_finds_every_phase(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     seconds = {line[:45].strip(): float(line[45:].split()[0]) for line in result.stdout.splitlines()
                if len(line) > 46 and line[45:].split() and line[45:].split()[0].replace(".", "", 1).isdigit()}
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("profile_startup", SCRIPTS / "profile_startup.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    assert {label for label, _ in script.PHASES} <= set(seconds), result.stdout  # a row for every phase
+    # the phases that take more than the table's 0.01 s resolution even with tiny nets
     for phase in ("config: compose, validate, resume plan", "data: cache check and load",
-                  "models, optimisers, EMA: build", "training steps (the first one included)", "checkpoints: last.pt",
-                  "export: generator.pt"):
+                  "models, optimisers, EMA: build", "training steps (the first one included)"):
         assert seconds[phase] > 0, (phase, result.stdout)
