@@ -26,8 +26,6 @@ CONFIGS = Path(animegan.__file__).parent / "configs"
 if not (CONFIGS / "train.yaml").is_file():  # editable install: the configs live at the repository root
     CONFIGS = Path(__file__).parents[1] / "configs"
 GROUPS = ("dataset", "model", "optimizer", "loss", "logger")
-OVERLAYS_OF = {"dataset": ["~dataset_model"], "model": ["~dataset_model"], "optimizer": ["~optimizer_loss"],
-               "loss": ["~optimizer_loss"], "logger": []}  # what interpolates a group's choice
 FOLDER_ROOT = "dataset.root=/faces"  # folder presets compose without a root; it is never read here
 
 
@@ -93,7 +91,8 @@ def test_the_primary_config_sets_no_key_the_schema_holds():
 def overlay_cases():
     """(file, fixed choices, the groups it leaves free) of each overlay."""
     cases = []
-    for path in sorted((CONFIGS / "dataset_model").glob("*.yaml")) + sorted((CONFIGS / "optimizer_loss").glob("*.yaml")):
+    overlays = sorted((CONFIGS / "dataset_model").glob("*.yaml")) + sorted((CONFIGS / "optimizer_loss").glob("*.yaml"))
+    for path in overlays:
         first, second = ("dataset", "model") if path.parent.name == "dataset_model" else ("optimizer", "loss")
         a, b = next((x, y) for x in options(first) for y in options(second) if f"{x}_{y}" == path.stem)
         free = ("optimizer", "loss") if first == "dataset" else ("dataset", "model")
@@ -106,7 +105,8 @@ def overlay_cases():
                   for k, v in entry.items() if k == "/recipe"]
         # the dataset is what users swap (experiment=oulu dataset=folder dataset.root=...): always free
         fixed = [f for f in fixed if not f.startswith("dataset=")]
-        free = tuple(g for g in ("dataset", "model", "optimizer", "loss") if not any(f.startswith(g + "=") for f in fixed))
+        free = tuple(g for g in ("dataset", "model", "optimizer", "loss")
+                     if not any(f.startswith(g + "=") for f in fixed))
         cases.append((path, fixed + recipe, [], free))
     for path in sorted((CONFIGS / "recipe").glob("*.yaml")):
         cases.append((path, [], [], ("dataset",)))  # not in the defaults list: "without" is the plain config

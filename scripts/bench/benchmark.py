@@ -10,7 +10,8 @@ beta1 0.5, ngf = ndf = 64, nz = 100, and its update order (D on real, D on fake,
 same fake with D's weight gradients).
 `animegan` is the README's real-data default (R1 every 4 steps, the EMA of G; `compiled`
 without R1, which torch.compile cannot differentiate) built by animegan.run.build_training
-and stepped by animegan.step.gan_step, on the same images held as a uint8 bank. Each variant runs in its own child process (so peak RSS is
+and stepped by animegan.step.gan_step, on the same images held as a uint8 bank. Each
+variant runs in its own child process (so peak RSS is
 its own), the children alternate, warm-up steps are excluded, and the median of the timed
 windows is reported. Prints a table; numbers only, no assertions.
 """

@@ -93,7 +93,9 @@ class LoopConfig:
     channels_last: str = "auto"  # auto | true | false: NHWC memory layout for the convolutions (auto: on)
     compile: str = "auto"  # torch.compile G and D: auto | true | false (auto: off, see run.use_compile)
     keep_freed_memory: bool = True  # CPU: glibc keeps freed buffers for reuse (animegan.malloc_tuning)
-    ema: bool = True  # keep an exponential moving average of G's weights for grids and the export (measured better than the raw weights from 30 minutes on: docs/recipes.md)
+    # an exponential moving average of G's weights for grids and the export (measured better
+    # than the raw weights from 30 minutes on: docs/recipes.md)
+    ema: bool = True
     ema_kimg: float = 10.0  # half-life of the average in thousands of images ...
     ema_rampup: float = 0.05  # ... but at most this fraction of the images seen so far (0: no ramp)
     ema_calibration_images: int = 1024  # generated faces the average's BatchNorm statistics come from (ema.CALIBRATION_IMAGES)

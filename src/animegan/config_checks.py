@@ -146,7 +146,8 @@ def check_values(c: RunConfig) -> None:
     _require(t.ema_calibration_images >= 2, "train.ema_calibration_images", t.ema_calibration_images,
              "must be an integer >= 2 (BatchNorm needs two faces for a statistic), e.g. 1024")
     _require(all(p in AUGMENTATIONS for p in t.diffaugment) and len(set(t.diffaugment)) == len(t.diffaugment),
-             "train.diffaugment", list(t.diffaugment), f"a list of distinct transforms from {', '.join(AUGMENTATIONS)} ([]: off), "
+             "train.diffaugment", list(t.diffaugment),
+             f"a list of distinct transforms from {', '.join(AUGMENTATIONS)} ([]: off), "
              "e.g. train.diffaugment=[color,translation,cutout]")
     _require(t.guard in GUARDS, "train.guard", t.guard, f"allowed: {', '.join(GUARDS)}")
     _require(t.guard_patience >= 1, "train.guard_patience", t.guard_patience, ge1)

@@ -1,6 +1,6 @@
 """Chaos test of crash safety: train, kill -9 at random moments, resume, repeat; then check.
 
-    python tests/harness/chaos.py --kills 24 --epochs 40 --out /tmp/chaos   # prints kills survived, torn files, steps lost
+    python tests/harness/chaos.py --kills 24 --epochs 40 --out chaos-run   # kills survived, torn files, steps lost
     python tests/harness/chaos.py --kills 3 --out DIR --json            # what tests/test_chaos.py runs
 
 1. An uninterrupted reference run of a small config (CPU, fixed seed, `--epochs` of 8 steps).
