@@ -5,6 +5,7 @@ from one job into the next."""
 from __future__ import annotations
 
 import csv
+import re
 import signal
 import subprocess
 import time
@@ -139,3 +140,23 @@ def test_jobs_of_one_sweep_leak_nothing_into_the_next(tmp_path):
     assert (first / "train.log").read_text().count("exported to") == 1
     with open(sweep / "multirun.csv", newline="") as f:
         assert [r["status"] for r in csv.DictReader(f)] == ["completed", "completed"]
+
+
+def test_the_run_s_time_left_follows_its_pace():
+    from animegan.loop import time_left
+
+    assert time_left(0.0, 0, 100) == "?"  # no step yet: no pace
+    assert time_left(60.0, 10, 100) == "0:10:00"  # 6 s a step, 100 steps to go
+    assert time_left(3600.0, 1000, 25040 - 1000) == "24:02:24"
+    assert time_left(5.0, 10, 0) == "0:00:00"
+
+
+def test_the_epoch_line_says_the_run_s_time_left(tmp_path, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="animegan")
+    run_training(tiny_conf("epochs=2"), tmp_path, show_progress=False)
+    lines = [r.getMessage() for r in caplog.records if " done in " in r.getMessage()]
+    assert len(lines) == 2
+    assert re.search(r"\| the run's time left \d+:\d\d:\d\d$", lines[0]), lines[0]  # 1 of 2 epochs: half to go
+    assert "time left" not in lines[1]  # the last epoch: nothing left

@@ -84,14 +84,16 @@ class RunLogger:
             with self.tensorboard.writing() as writer:
                 writer.add_image("samples (fixed noise)", grid, step, dataformats="HWC")
 
-    def epoch_done(self, epoch: int, epochs: int, seconds: float, step: int, skipped: Optional[Dict[str, int]]) -> None:
+    def epoch_done(self, epoch: int, epochs: int, seconds: float, step: int, skipped: Optional[Dict[str, int]],
+                   run_left: str = "") -> None:
+        """The epoch's log line; `run_left`: the rest of the run at its pace so far (H:MM:SS)."""
         if not self.active:
             return
         loss_d, loss_g, d_x, d_gz = self.last_row[2:] if self.last_row else [float("nan")] * 4
-        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f%s", epoch,
+        log.info("epoch %d/%d done in %.1fs | step %d | loss_D %.5f loss_G %.5f D(x) %.5f D(G(z)) %.5f%s%s", epoch,
                  epochs, seconds, step, loss_d, loss_g, d_x, d_gz,
                  f" | fp16 steps skipped (inf/NaN gradients) so far: D {skipped['D']}, G {skipped['G']}"
-                 if skipped else "")
+                 if skipped else "", f" | the run's time left {run_left}" if run_left and epoch < epochs else "")
         self.plot_losses()
         if self.tensorboard is not None:
             with self.tensorboard.writing() as writer:

@@ -38,12 +38,12 @@ class Outputs:
 
 
 def train_epochs(state: TrainingState, parts: StepParts, bank: ImageBank, conf: RunConfig, out: Outputs,
-          stops: StopRequests, channels_last: bool = False, show_progress: bool = True) -> StopReason:
+                 stops: StopRequests, channels_last: bool = False, show_progress: bool = True) -> StopReason:
     """Train from `state` until the last epoch, or until something stops the run."""
     group, batch_size = state.group, conf.batch_size
     n_batches = bank.batches_per_epoch(batch_size)
     budget = TimeBudget(conf.train.max_minutes)
-    window = MetricsWindow(state)
+    window = MetricsWindow(state, conf.epochs * n_batches)
     show_progress = show_progress and group.ranks.is_main
     reason: Optional[StopReason] = None
 
@@ -81,7 +81,7 @@ def train_epochs(state: TrainingState, parts: StepParts, bank: ImageBank, conf: 
         if every and (state.epoch % every == 0 or state.epoch == conf.epochs) and group.ranks.is_main:
             out.logger.grid(sample(state.shown, state.fixed_noise), f"epoch_{state.epoch:03d}", state.step)
         out.logger.epoch_done(state.epoch, conf.epochs, time.perf_counter() - epoch_started, state.step,
-                              state.scaling.skipped() if state.scaling.enabled else None)
+                              state.scaling.skipped() if state.scaling.enabled else None, window.run_time_left())
         out.checkpoints.save(state, "last.pt")
         if evaluation_due(conf, state.epoch):
             evaluate_epoch(state, out)
@@ -96,9 +96,11 @@ def train_epochs(state: TrainingState, parts: StepParts, bank: ImageBank, conf: 
 class MetricsWindow:
     """The step metrics since the last read, kept on the device until then."""
 
-    def __init__(self, state: TrainingState):
+    def __init__(self, state: TrainingState, total_steps: int):
         self.state, self.pending, self.images = state, [], 0
         self.started = time.perf_counter()
+        # the run's pace since this process started it (epoch-end work included): its time left
+        self.run_started, self.run_first_step, self.total_steps = self.started, state.step, total_steps
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -119,11 +121,23 @@ class MetricsWindow:
     def restart_clock(self) -> None:  # images/s counts training only, not the epoch-end work
         self.started, self.images = time.perf_counter(), 0
 
+    def run_time_left(self) -> str:
+        return time_left(time.perf_counter() - self.run_started, self.state.step - self.run_first_step,
+                         self.total_steps - self.state.step)
+
     def images_per_second(self) -> float:
         now = time.perf_counter()
         rate = self.images / max(now - self.started, 1e-9)
         self.started, self.images = now, 0
         return rate
+
+
+def time_left(seconds: float, steps_done: int, steps_left: int) -> str:
+    """The time the rest of a run takes at its pace so far, as H:MM:SS ("?" before a step)."""
+    if steps_done <= 0:
+        return "?"
+    left = max(0, round(seconds / steps_done * steps_left))
+    return f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
 
 
 def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, checkpoints: CheckpointFiles,
@@ -139,7 +153,7 @@ def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, c
     checkpoints.snapshot_by_the_clock(state, budget.minutes)
     loss_d, loss_g, d_x, d_gz = rows[-1][2:]
     bar.set_postfix(loss_D=f"{loss_d:.3f}", loss_G=f"{loss_g:.3f}", D_x=f"{d_x:.2f}", D_G_z=f"{d_gz:.2f}",
-                    img_s=f"{rate:.0f}", refresh=False)
+                    img_s=f"{rate:.0f}", run_left=window.run_time_left(), refresh=False)
     bar.update(n)
     if state.guard.observe(rows):  # rows are the same on every process: so is the decision
         return StopReason.DIVERGED
