@@ -86,7 +86,7 @@ class RunLogger:
 
     def epoch_done(self, epoch: int, epochs: int, seconds: float, step: int, skipped: Optional[Dict[str, int]],
                    run_left: str = "") -> None:
-        """The epoch's log line; `run_left`: the rest of the run at its pace so far (H:MM:SS)."""
+        """The epoch's log line; `run_left`: the rest of the run at its pace so far ([H:]MM:SS)."""
         if not self.active:
             return
         loss_d, loss_g, d_x, d_gz = self.last_row[2:] if self.last_row else [float("nan")] * 4

@@ -133,11 +133,11 @@ class MetricsWindow:
 
 
 def time_left(seconds: float, steps_done: int, steps_left: int) -> str:
-    """The time the rest of a run takes at its pace so far, as H:MM:SS ("?" before a step)."""
+    """The time the rest of a run takes at its pace so far, written as the bar writes times
+    ([H:]MM:SS; "?" before a step)."""
     if steps_done <= 0:
         return "?"
-    left = max(0, round(seconds / steps_done * steps_left))
-    return f"{left // 3600}:{left % 3600 // 60:02d}:{left % 60:02d}"
+    return tqdm.format_interval(max(0.0, seconds / steps_done * steps_left))
 
 
 def log_window(window: MetricsWindow, state: TrainingState, logger: RunLogger, checkpoints: CheckpointFiles,
