@@ -89,14 +89,14 @@ def test_the_primary_config_sets_no_key_the_schema_holds():
 
 
 def overlay_cases():
-    """(file, fixed choices, the groups it leaves free) of each overlay."""
+    """(file, the overrides that compose the config without it, the groups it leaves free)."""
     cases = []
     overlays = sorted((CONFIGS / "dataset_model").glob("*.yaml")) + sorted((CONFIGS / "optimizer_loss").glob("*.yaml"))
     for path in overlays:
         first, second = ("dataset", "model") if path.parent.name == "dataset_model" else ("optimizer", "loss")
         a, b = next((x, y) for x in options(first) for y in options(second) if f"{x}_{y}" == path.stem)
         free = ("optimizer", "loss") if first == "dataset" else ("dataset", "model")
-        cases.append((path, [f"{first}={a}", f"{second}={b}"], [f"~{path.parent.name}"], free))
+        cases.append((path, [f"{first}={a}", f"{second}={b}", f"~{path.parent.name}"], free))  # ~: without it
     for path in sorted((CONFIGS / "experiment").glob("*.yaml")):
         defaults = OmegaConf.load(path).get("defaults", [])
         fixed = [f"{k.split('/')[-1]}={v}" for entry in defaults if not isinstance(entry, str)
@@ -107,22 +107,22 @@ def overlay_cases():
         fixed = [f for f in fixed if not f.startswith("dataset=")]
         free = tuple(g for g in ("dataset", "model", "optimizer", "loss")
                      if not any(f.startswith(g + "=") for f in fixed))
-        cases.append((path, fixed + recipe, [], free))
+        cases.append((path, fixed + recipe, free))
     for path in sorted((CONFIGS / "recipe").glob("*.yaml")):
-        cases.append((path, [], [], ("dataset",)))  # not in the defaults list: "without" is the plain config
+        cases.append((path, [], ("dataset",)))  # not in the defaults list: "without" is the plain config
     return cases
 
 
 @pytest.mark.slow  # about 60 composes
-@pytest.mark.parametrize("path,fixed,removed,free", overlay_cases(),
+@pytest.mark.parametrize("path,below_choices,free", overlay_cases(),
                          ids=lambda x: str(x.relative_to(CONFIGS)) if isinstance(x, Path) else "")
-def test_a_file_over_the_groups_sets_only_what_it_changes(path, fixed, removed, free):
+def test_a_file_over_the_groups_sets_only_what_it_changes(path, below_choices, free):
     keys = file_keys(path)
     needed = set()
     for choice in itertools.product(*[free_options(g) for g in free]):
         chosen = [f"{g}={o}" for g, o in zip(free, choice)]
-        below = compose_config([*fixed, *chosen, *removed, FOLDER_ROOT])
+        below = compose_config([*below_choices, *chosen, FOLDER_ROOT])
         needed |= {key for key, v in keys if value(below, key) != v}
     repeated = [key for key, _ in keys if key not in needed]
     assert not repeated, (f"{path.relative_to(CONFIGS)} sets {repeated} to the value the config has without it "
-                          f"(choices {fixed} and any of {list(free)}); remove them")
+                          f"(composed with {below_choices} and any of {list(free)}); remove them")
