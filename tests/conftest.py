@@ -11,7 +11,7 @@ from typing import List
 import pytest
 import torch
 
-from animegan.cli.compose import compose_config, resolve_config
+from animegan.compose import compose_config, resolve_config
 
 # One thread per process, also in the commands the tests start: the models are tiny, and
 # the suite runs one test process per core (pytest-xdist), so more threads only compete.

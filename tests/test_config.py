@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from animegan.cli.compose import compose_config, resolve_config
-from animegan.cli.train import preflight
+from animegan.compose import compose_config, resolve_config
+from animegan.cli.train import check_command
 from animegan.config import RunConfig
 from animegan.config_checks import validate
 from animegan.errors import AnimeganError
@@ -88,7 +88,7 @@ def test_model_sizes_and_overrides_reach_the_schema():
 )
 def test_bad_config_is_one_line_naming_the_key(override, expected):
     with pytest.raises(AnimeganError) as info:
-        preflight([override], os.getcwd())
+        check_command([override], os.getcwd())
     message = str(info.value)
     assert expected in message
     assert "\n" not in message
@@ -96,9 +96,9 @@ def test_bad_config_is_one_line_naming_the_key(override, expected):
 
 def test_unknown_key_lists_the_allowed_keys():
     with pytest.raises(AnimeganError, match="unknown"):
-        preflight(["model.width=3"], os.getcwd())
+        check_command(["model.width=3"], os.getcwd())
     with pytest.raises(AnimeganError, match="available: .*anime36k.*synthetic"):
-        preflight(["dataset=nope"], os.getcwd())
+        check_command(["dataset=nope"], os.getcwd())
 
 
 def test_validate_rejects_unknown_keys_in_a_plain_dict():
@@ -108,17 +108,17 @@ def test_validate_rejects_unknown_keys_in_a_plain_dict():
 
 @pytest.mark.slow
 def test_multirun_checks_every_job_of_the_sweep():
-    preflight(["-m", "optimizer.lr=1e-4,2e-4", "train.g_steps=1,2"], os.getcwd())
+    check_command(["-m", "optimizer.lr=1e-4,2e-4", "train.g_steps=1,2"], os.getcwd())
     with pytest.raises(AnimeganError, match="optimizer.lr"):
-        preflight(["-m", "optimizer.lr=1e-4,-1"], os.getcwd())
+        check_command(["-m", "optimizer.lr=1e-4,-1"], os.getcwd())
 
 
 @pytest.mark.parametrize("argv", [["-m", "--cfg", "job", "optimizer.lr=1e-4,2e-4"], ["--info", "-c", "job"]])
 def test_two_hydra_modes_are_refused_in_one_line(argv):
     # Hydra itself answers these with a ValueError traceback
     with pytest.raises(AnimeganError, match="cannot be combined: give one of them"):
-        preflight(argv, os.getcwd())
-    preflight(["--cfg", "job"], os.getcwd())  # one mode is Hydra's to handle
+        check_command(argv, os.getcwd())
+    check_command(["--cfg", "job"], os.getcwd())  # one mode is Hydra's to handle
 
 
 @pytest.mark.slow
@@ -159,16 +159,16 @@ def test_compile_with_a_double_backward_is_refused_before_any_work(tmp_path, ove
 def test_wgan_gp_with_batchnorm_in_d_warns_and_r1_does_not(tmp_path, caplog):
     import logging
 
-    from animegan.run import run_training
+    from animegan.launch import train_config
     from conftest import tiny_conf
 
     caplog.set_level(logging.WARNING, logger="animegan")
-    run_training(tiny_conf("loss=wgan_gp", "model.d_batchnorm=true", "train.d_steps=1", "output.sample_every=0"),
+    train_config(tiny_conf("loss=wgan_gp", "model.d_batchnorm=true", "train.d_steps=1", "output.sample_every=0"),
                  tmp_path / "bn", show_progress=False)
     assert any("BatchNorm" in r.getMessage() and "d_batchnorm=false" in r.getMessage() for r in caplog.records)
     caplog.clear()
     for name, extra in (("wgan", ["loss=wgan_gp", "train.d_steps=1"]), ("r1", ["loss.r1_gamma=1"])):
-        run_training(tiny_conf(*extra, "output.sample_every=0"), tmp_path / name, show_progress=False)
+        train_config(tiny_conf(*extra, "output.sample_every=0"), tmp_path / name, show_progress=False)
     assert not any("BatchNorm" in r.getMessage() for r in caplog.records)  # wgan_gp's preset has no BatchNorm in D
 
 
@@ -176,11 +176,11 @@ def test_wgan_gp_with_batchnorm_in_d_warns_and_r1_does_not(tmp_path, caplog):
 def test_the_wgan_gp_preset_trains_as_its_file_says(tmp_path):
     """configs/loss/wgan_gp.yaml: five critic steps per G step and no BatchNorm in the
     critic; with Adam, the paper's lr 1e-4 and betas (0, 0.9). The command line still wins."""
-    from animegan.run import run_training
+    from animegan.launch import train_config
     from conftest import load_state, tiny_conf
 
     conf = tiny_conf("loss=wgan_gp", "output.sample_every=0")
-    run_training(conf, tmp_path / "run", show_progress=False)
+    train_config(conf, tmp_path / "run", show_progress=False)
     state = load_state(tmp_path / "run" / "checkpoints" / "last.pt")
     steps = {net: int(next(iter(state[net]["state"].values()))["step"]) for net in ("opt_g", "opt_d")}
     assert steps["opt_d"] == 5 * steps["opt_g"] == 5 * state["step"]
@@ -215,9 +215,9 @@ def test_an_experiment_that_sets_an_option_the_chosen_optimizer_ignores_is_refus
     (tmp_path / "configs" / "experiment" / "mine.yaml").write_text(
         "# @package _global_\noptimizer:\n  betas: [0.0, 0.9]\n")
     monkeypatch.chdir(tmp_path)
-    preflight(["experiment=mine"], os.getcwd())  # with Adam the betas act
+    check_command(["experiment=mine"], os.getcwd())  # with Adam the betas act
     with pytest.raises(AnimeganError, match="optimizer.betas.*optimizer=adam only"):
-        preflight(["experiment=mine", "optimizer=sgd"], os.getcwd())
+        check_command(["experiment=mine", "optimizer=sgd"], os.getcwd())
 
 
 def test_the_options_that_apply_are_taken_and_reach_the_objects():
@@ -255,7 +255,7 @@ def test_dataset_workers_reaches_the_synthetic_renderer(monkeypatch):
 
 @pytest.mark.slow
 def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
-    from animegan.cli.compose import with_named_overrides
+    from animegan.compose import with_named_overrides
     from animegan.config import to_dict
 
     saved = to_dict(resolve_config(compose_config([]), [], os.getcwd()))
@@ -266,7 +266,7 @@ def test_a_saved_config_with_the_old_model_name_still_resumes_and_samples():
 def test_a_saved_config_with_a_fixed_ema_decay_resumes_with_the_same_half_life():
     import math
 
-    from animegan.cli.compose import with_named_overrides
+    from animegan.compose import with_named_overrides
     from animegan.config import to_dict
 
     saved = to_dict(resolve_config(compose_config(["batch_size=64"]), [], os.getcwd()))
@@ -276,6 +276,15 @@ def test_a_saved_config_with_a_fixed_ema_decay_resumes_with_the_same_half_life()
     assert conf.train.ema_rampup == 0.0
     assert 0.5 ** (64 / (conf.train.ema_kimg * 1000)) == pytest.approx(0.999)  # the same decay per step
     assert math.isclose(conf.train.ema_kimg, 44.3, rel_tol=1e-3)
+
+
+def test_a_saved_config_with_r1_every_resumes_with_the_same_penalty_pace():
+    from animegan.compose import with_named_overrides
+    from animegan.config import to_dict
+
+    saved = to_dict(resolve_config(compose_config(["loss.penalty_every=3"]), [], os.getcwd()))
+    saved["loss"]["r1_every"] = saved["loss"].pop("penalty_every")  # the key's name before it paced R2 too
+    assert validate(with_named_overrides(saved, compose_config([]), [])).loss.penalty_every == 3
 
 
 @pytest.mark.slow

@@ -19,7 +19,7 @@ import pytest
 from omegaconf import OmegaConf
 
 import animegan
-from animegan.cli.compose import compose_config
+from animegan.compose import compose_config
 from animegan.config import RunConfig
 
 CONFIGS = Path(animegan.__file__).parent / "configs"

@@ -17,7 +17,7 @@ import torch
 from animegan.augment import DiffAugment
 from animegan.data import ImageBank
 from animegan.distributed import ProcessGroup, Ranks, Shard
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import BIN, TINY, load_state, shared_folder, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
 
@@ -114,7 +114,7 @@ def test_two_processes_write_one_run_directory_from_rank_0(two_process_run):
 def test_two_processes_at_batch_2b_train_as_one_process_at_batch_2b(tmp_path):
     args = [*TINY, *NO_BATCH_STATISTICS, "epochs=2", "train.precision=fp32", "train.diffaugment=[color,translation]",
             "train.instance_noise=0.2", "loss.r1_gamma=1.0"]
-    run_training(tiny_conf(*args), tmp_path / "one", show_progress=False)  # one process: this one
+    train_config(tiny_conf(*args), tmp_path / "one", show_progress=False)  # one process: this one
     torchrun([*args, f"hydra.run.dir={tmp_path / 'two'}"], cwd=tmp_path)
     one, two = (load_state(tmp_path / d / "checkpoints" / "last.pt") for d in ("one", "two"))
     for net in ("generator", "discriminator"):

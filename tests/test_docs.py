@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from animegan.cli.compose import compose_config, resolve_config
+from animegan.compose import compose_config, resolve_config
 from conftest import config_value
 
 ROOT = Path(__file__).parents[1]
@@ -93,14 +93,14 @@ def test_docs_carry_no_development_machine_paths(doc):
 
 
 def test_the_error_the_docs_show_is_the_one_the_command_prints():
-    from animegan.cli.train import preflight
+    from animegan.cli.train import check_command
     from animegan.errors import AnimeganError
 
     lines = CONFIGURATION.read_text().splitlines()
     at = next(i for i, line in enumerate(lines) if line.strip() == "$ animegan-train batch_size=0")
     shown = lines[at + 1].strip()
     with pytest.raises(AnimeganError) as info:
-        preflight(["batch_size=0"], os.getcwd())
+        check_command(["batch_size=0"], os.getcwd())
     assert shown == f"animegan-train: error: {info.value}"
 
 

@@ -10,7 +10,7 @@ import animegan.ema
 from animegan.config import LoopConfig
 from animegan.ema import CALIBRATION_IMAGES, GeneratorEMA, batchnorms, calibrate
 from animegan.models import Generator
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.face_generator import load_generator
 from conftest import load_state, tiny_conf
 
@@ -89,7 +89,7 @@ def test_a_run_calibrates_on_as_many_faces_as_its_config_says(tmp_path, monkeypa
         calibrate(averaged, live, images, batch_size, **kwargs)
 
     monkeypatch.setattr(animegan.ema, "calibrate", counting)
-    run_training(tiny_conf("train.ema_calibration_images=40"), tmp_path, show_progress=False)
+    train_config(tiny_conf("train.ema_calibration_images=40"), tmp_path, show_progress=False)
     assert counts and set(counts) == {(40, 16)}  # TINY trains at batch 16
 
 
@@ -111,7 +111,7 @@ def test_exported_average_has_batchnorm_statistics_of_its_own_weights(tmp_path):
     """Before standing statistics the export carried the average of the live running
     statistics, which match no network; this fails on such an export."""
     conf = tiny_conf("train.ema=true", "train.ema_kimg=0.05", "epochs=2", f"train.ema_calibration_images={CALIBRATION_IMAGES}")
-    run_training(conf, tmp_path, show_progress=False)  # the default count: the tests' 64 is too few for this check
+    train_config(conf, tmp_path, show_progress=False)  # the default count: the tests' 64 is too few for this check
     export = tmp_path / "checkpoints" / "generator.pt"
     _assert_statistics_match(load_generator(export, torch.device("cpu")).network, nz=100)
     last = load_state(tmp_path / "checkpoints" / "last.pt")
@@ -123,7 +123,7 @@ def test_exported_average_has_batchnorm_statistics_of_its_own_weights(tmp_path):
 
 @pytest.mark.slow
 def test_snapshots_at_given_minutes_hold_the_shown_generator(tmp_path):
-    run_training(tiny_conf("train.ema=true", "checkpoint.snapshot_minutes=[1e-9,1e-8]",
+    train_config(tiny_conf("train.ema=true", "checkpoint.snapshot_minutes=[1e-9,1e-8]",
                            f"train.ema_calibration_images={CALIBRATION_IMAGES}"), tmp_path, show_progress=False)
     first = load_state(tmp_path / "snapshots" / "generator-1e-09min.pt")
     assert first["step"] == 2 and (tmp_path / "snapshots" / "generator-1e-08min.pt").is_file()

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.face_generator import load_generator
 from animegan.stopping import StopReason
 from conftest import BIN, TINY, load_state, run_cli, shared_folder, tiny_conf
@@ -23,10 +23,10 @@ from test_training import _assert_same_weights, _rows
 
 @pytest.mark.slow
 def test_the_run_says_why_it_stopped(tmp_path):
-    finished = run_training(tiny_conf("epochs=2"), tmp_path / "a", show_progress=False)
+    finished = train_config(tiny_conf("epochs=2"), tmp_path / "a", show_progress=False)
     assert (finished.reason, finished.epoch, finished.step) == (StopReason.FINISHED, 2, 8)
     assert set(finished.final) == {"loss_D", "loss_G", "D_x", "D_G_z"}
-    out_of_time = run_training(tiny_conf("epochs=2", "train.max_minutes=1e-9"), tmp_path / "b", show_progress=False)
+    out_of_time = train_config(tiny_conf("epochs=2", "train.max_minutes=1e-9"), tmp_path / "b", show_progress=False)
     assert (out_of_time.reason, out_of_time.step) == (StopReason.OUT_OF_TIME, 2)  # after the first log window
     assert out_of_time.export.is_file() and (tmp_path / "b" / "samples" / "final.png").is_file()
     assert (tmp_path / "b" / "losses.png").is_file()  # drawn at the stop, though no epoch ended
@@ -41,7 +41,7 @@ SIGNALLED = ["model=dcgan32", "model.ngf=16", "model.ndf=16", "dataset.num_image
 def straight_signalled_run(tmp_path_factory) -> Path:
     """The uninterrupted run the signalled ones must equal, trained once, in this process."""
     return shared_folder(tmp_path_factory, "signalled-straight",
-                         lambda run: run_training(tiny_conf(*SIGNALLED), run, show_progress=False))
+                         lambda run: train_config(tiny_conf(*SIGNALLED), run, show_progress=False))
 
 
 @pytest.mark.slow
@@ -82,7 +82,7 @@ def _tensorboard_events(folder: Path):
 
 @pytest.mark.slow
 def test_tensorboard_holds_the_scalars_the_grid_and_the_hparams(tmp_path):
-    run_training(tiny_conf("epochs=2", "train.log_every=1"), tmp_path, show_progress=False)
+    train_config(tiny_conf("epochs=2", "train.log_every=1"), tmp_path, show_progress=False)
     events = _tensorboard_events(tmp_path / "tensorboard")
     tags = events.Tags()
     losses = events.Scalars("loss/D")
@@ -107,7 +107,7 @@ def test_tensorboard_holds_the_scalars_the_grid_and_the_hparams(tmp_path):
 @pytest.mark.parametrize("logger,files", [("none", set()), ("csv", {"metrics.csv", "losses.png"}),
                                           ("tensorboard", {"tensorboard"})])
 def test_the_logger_group_chooses_the_sinks(tmp_path, logger, files):
-    run_training(tiny_conf(f"logger={logger}"), tmp_path, show_progress=False)
+    train_config(tiny_conf(f"logger={logger}"), tmp_path, show_progress=False)
     written = {p.name for p in tmp_path.iterdir()} & {"metrics.csv", "losses.png", "tensorboard"}
     assert written == files
     assert (tmp_path / "samples" / "epoch_001.png").is_file() and (tmp_path / "checkpoints" / "generator.pt").is_file()
@@ -115,7 +115,7 @@ def test_the_logger_group_chooses_the_sinks(tmp_path, logger, files):
 
 @pytest.mark.slow
 def test_network_snapshots_are_small_sampleable_and_apart_from_the_training_state(tmp_path):
-    run_training(tiny_conf("epochs=4", "checkpoint.snapshot_every=2", "train.ema=true"), tmp_path, show_progress=False)
+    train_config(tiny_conf("epochs=4", "checkpoint.snapshot_every=2", "train.ema=true"), tmp_path, show_progress=False)
     snapshots = sorted(p.name for p in (tmp_path / "snapshots").iterdir())
     assert snapshots == ["generator-epoch_002.pt", "generator-epoch_004.pt"]
     snap, last = tmp_path / "snapshots" / snapshots[-1], tmp_path / "checkpoints" / "last.pt"
@@ -155,7 +155,7 @@ def test_the_epoch_line_says_the_run_s_time_left(tmp_path, caplog):
     import logging
 
     caplog.set_level(logging.INFO, logger="animegan")
-    run_training(tiny_conf("epochs=2"), tmp_path, show_progress=False)
+    train_config(tiny_conf("epochs=2"), tmp_path, show_progress=False)
     lines = [r.getMessage() for r in caplog.records if " done in " in r.getMessage()]
     assert len(lines) == 2
     assert re.search(r"\| the run's time left (\d+:)?\d\d:\d\d$", lines[0]), lines[0]  # 1 of 2 epochs: half to go

@@ -15,7 +15,7 @@ from animegan.data import build_image_bank
 from animegan.losses import build_loss
 from animegan.models import build_discriminator, build_generator, count_parameters
 from animegan.optimizers import build_optimizers
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.face_generator import load_generator
 from conftest import config_value, image_folder, standin_eval, tiny_conf
 
@@ -28,7 +28,7 @@ REAL_DATA = ["oulu", "nyu", "afg", "gochiusa", "naruto"]  # tied to a dataset: F
 
 def compose(name: str, *overrides: str):
     """The experiment as a user gets it (real dataset, full size) without touching the data."""
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.compose import compose_config, resolve_config
 
     job = [f"experiment={name}", *overrides]
     return resolve_config(compose_config(job), job, os.getcwd())
@@ -45,7 +45,7 @@ def run_experiment(name: str, run_dir: Path, faces: Path, *overrides: str):
     data = [f"dataset.root={faces}", f"dataset.cache_dir={run_dir.parent / 'cache'}"] if name in REAL_DATA else []
     conf = tiny_conf(f"experiment={name}", *data, *standin_eval(run_dir.parent / "stats"), *overrides,
                      synthetic=name not in REAL_DATA and "dataset=folder" not in overrides)
-    export = run_training(conf, run_dir, show_progress=False).export
+    export = train_config(conf, run_dir, show_progress=False).export
     return conf, export, torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
 
 
@@ -158,7 +158,7 @@ def test_paper_experiment_trains_the_raw_weights_without_smoothing(tmp_path, fac
 
 @pytest.mark.slow
 def test_real_data_defaults_smooth_labels_and_export_the_average_of_g(tmp_path, faces):
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.compose import compose_config, resolve_config
 
     job = ["dataset=folder", f"dataset.root={faces}"]  # what `animegan-train dataset=folder ...` composes
     c = resolve_config(compose_config(job), job, os.getcwd())
@@ -175,7 +175,7 @@ def test_real_data_defaults_smooth_labels_and_export_the_average_of_g(tmp_path, 
     conf = tiny_conf(f"dataset.root={faces}", f"dataset.cache_dir={tmp_path / 'cache'}", "dataset=folder",
                      synthetic=False)
     assert conf.train.ema and conf.loss.real_label == 0.9
-    export = run_training(conf, tmp_path / "run", show_progress=False).export
+    export = train_config(conf, tmp_path / "run", show_progress=False).export
     state = torch.load(tmp_path / "run" / "checkpoints" / "last.pt", weights_only=True)
     exported = torch.load(export, weights_only=True)["state_dict"]
     assert "generator_ema" in state and exported.keys() == state["generator_ema"].keys()

@@ -27,7 +27,7 @@ from animegan.config import EvalConfig
 from animegan.data.bank import images_fingerprint
 from animegan.data.synthetic import render_faces
 from animegan.errors import AnimeganError
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.face_generator import load_generator
 from conftest import STANDIN, call_cli, load_state, register_standin_extractor, run_cli, tiny_conf
 
@@ -242,14 +242,14 @@ def test_real_inception_code_path_with_a_local_weights_file(tmp_path):
 def load_generator_from_tiny_run(tmp_path: Path, image_size: int = 64):
     run = tmp_path / f"run{image_size}"
     conf = tiny_conf(f"model=dcgan{image_size}", "model.ngf=8", "model.ndf=8", "output.sample_every=0")
-    return load_generator(run_training(conf, run, show_progress=False).export, torch.device("cpu")).network
+    return load_generator(train_config(conf, run, show_progress=False).export, torch.device("cpu")).network
 
 
 # --- animegan-eval ------------------------------------------------------------------------------------------------
 
 @pytest.mark.slow
 def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path, standin, capsys):
-    export = run_training(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False).export
+    export = train_config(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False).export
     overrides = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}",
                  "eval.kid_subset_size=16", "eval.kid_subsets=10"]
     eval_cli.main(["--ckpt", str(export), "--n", "40", "--device", "cpu", *overrides])
@@ -281,7 +281,7 @@ def test_animegan_eval_writes_the_protocol_json_and_one_line_per_metric(tmp_path
 def test_animegan_eval_starts_from_the_checkpoints_config_and_named_keys_win(tmp_path, standin):
     settings = [f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}", "eval.n=24",
                 "eval.kid_subset_size=8", "eval.kid_subsets=4"]
-    export = run_training(tiny_conf("output.sample_every=0", "dataset.num_images=48", *settings), tmp_path / "run",
+    export = train_config(tiny_conf("output.sample_every=0", "dataset.num_images=48", *settings), tmp_path / "run",
                           show_progress=False).export
     eval_cli.main(["--ckpt", str(export), "--out", str(tmp_path / "a.json")])  # nothing named: the run's own
     p = json.loads((tmp_path / "a.json").read_text())["protocol"]
@@ -315,7 +315,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
     common = ["eval.every_n_epochs=1", f"eval.feature_extractor={STANDIN}", f"eval.stats_dir={tmp_path / 'stats'}",
               "eval.n=48", "eval.kid_subset_size=16", "eval.kid_subsets=5", "train.ema=false"]
     run = tmp_path / "run"
-    run_training(tiny_conf("epochs=2", *common), run, show_progress=False)
+    train_config(tiny_conf("epochs=2", *common), run, show_progress=False)
     evals = MetricsLog(run / "metrics.csv").split()[1]
     assert [int(r["epoch"]) for r in evals] == [1, 2]
     fids = [float(r["fid"]) for r in evals]
@@ -328,7 +328,7 @@ def test_training_evaluates_keeps_best_pt_and_resume_keeps_the_tracker(tmp_path,
 
     assert Image.open(run / "losses.png").size == (900, 700)  # a FID panel under the losses (450 px high without)
 
-    run_training(tiny_conf("epochs=3", f"resume={run / 'checkpoints' / 'last.pt'}", *common), run, show_progress=False)
+    train_config(tiny_conf("epochs=3", f"resume={run / 'checkpoints' / 'last.pt'}", *common), run, show_progress=False)
     evals = MetricsLog(run / "metrics.csv").split()[1]
     assert [int(r["epoch"]) for r in evals] == [1, 2, 3]
     fids = [float(r["fid"]) for r in evals]
@@ -347,7 +347,7 @@ def test_patience_stops_training_and_best_pt_holds_the_lowest_fid(tmp_path, stan
 
     monkeypatch.setattr(fidelity, "evaluate", fake_evaluate)
     run = tmp_path / "run"
-    run_training(tiny_conf("epochs=6", "eval.every_n_epochs=1", "eval.patience=2", f"eval.feature_extractor={STANDIN}",
+    train_config(tiny_conf("epochs=6", "eval.every_n_epochs=1", "eval.patience=2", f"eval.feature_extractor={STANDIN}",
                            f"eval.stats_dir={tmp_path / 'stats'}"), run, show_progress=False)
     assert [float(r["fid"]) for r in MetricsLog(run / "metrics.csv").split()[1]] == [5.0, 3.0, 4.0, 6.0]
     assert load_state(run / "checkpoints" / "last.pt")["epoch"] == 4  # stopped: 2 evaluations without a better FID
@@ -359,7 +359,7 @@ def test_patience_stops_training_and_best_pt_holds_the_lowest_fid(tmp_path, stan
 
 def test_training_without_the_weights_stops_before_the_first_step(tmp_path):
     with pytest.raises(AnimeganError, match="does not exist.*eval.every_n_epochs=0"):
-        run_training(tiny_conf("eval.every_n_epochs=1", f"eval.inception_weights={tmp_path / 'absent.pth'}"),
+        train_config(tiny_conf("eval.every_n_epochs=1", f"eval.inception_weights={tmp_path / 'absent.pth'}"),
                      tmp_path / "run", show_progress=False)
     assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
     assert not (tmp_path / "run" / "metrics.csv").exists()

@@ -97,7 +97,7 @@ def test_a_cache_that_cannot_fit_is_refused_before_decoding_a_file(tmp_path, sma
     faces = _faces(tmp_path / "faces", 120)  # 120 x 3 x 64 x 64 = 1.47 MB of cache
     report = disk.python(f"""
         import json
-        from animegan.cli.compose import compose_config, resolve_config
+        from animegan.compose import compose_config, resolve_config
         from animegan.data import cache, folder
         from animegan.errors import AnimeganError
         decoded = []

@@ -15,10 +15,10 @@ from hypothesis import strategies as st
 from animegan.cli import eval as eval_cli
 from animegan.cli import prepare as prepare_cli
 from animegan.cli import sample as sample_cli
-from animegan.cli.train import preflight
+from animegan.cli.train import check_command
 from animegan.config import RunConfig
 from animegan.errors import AnimeganError
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import tiny_conf
 
 
@@ -63,7 +63,7 @@ def _one_line_or_fine(call, capsys):
 def test_train_validates_any_overrides_in_one_line(tmp_path, pairs):
     argv = [f"{key}={value}" for key, value in pairs]
     try:
-        preflight(argv, str(tmp_path))
+        check_command(argv, str(tmp_path))
     except AnimeganError as exc:
         assert "\n" not in str(exc) and str(exc)
     assert not any(tmp_path.iterdir())  # checking made nothing
@@ -72,7 +72,7 @@ def test_train_validates_any_overrides_in_one_line(tmp_path, pairs):
 @pytest.fixture(scope="module")
 def generator_file(tmp_path_factory):
     run = tmp_path_factory.mktemp("run")
-    return str(run_training(tiny_conf("model.ngf=4", "model.ndf=4"), run, show_progress=False).export)
+    return str(train_config(tiny_conf("model.ngf=4", "model.ndf=4"), run, show_progress=False).export)
 
 
 SAMPLE_FLAGS = ["--n", "--seed", "--nrow", "--batch", "--truncation", "--interpolate", "--frame-ms", "--out",

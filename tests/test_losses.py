@@ -10,7 +10,7 @@ import torch
 from animegan.errors import AnimeganError
 from animegan.choices import LOSSES
 from animegan.losses import build_loss, gradient_penalty, r1_penalty
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import run_steps, tiny_conf
 
 
@@ -171,12 +171,12 @@ def test_r1_penalty_of_a_linear_d_is_the_squared_weight_norm():
 
 @pytest.mark.parametrize("overrides", [
     ["loss=hinge"], ["loss=lsgan", "loss.real_label=0.9"], ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false"],
-    ["loss=bce", "loss.r1_gamma=1.0", "loss.r1_every=2"],
-    ["loss=rpgan", "model.d_batchnorm=false"], ["loss=rpgan", "loss.r1_gamma=0.5", "loss.r2_gamma=0", "loss.r1_every=2"],
+    ["loss=bce", "loss.r1_gamma=1.0", "loss.penalty_every=2"],
+    ["loss=rpgan", "model.d_batchnorm=false"], ["loss=rpgan", "loss.r1_gamma=0.5", "loss.r2_gamma=0", "loss.penalty_every=2"],
 ])
 @pytest.mark.slow
 def test_each_loss_trains_a_few_steps(tmp_path, overrides):
-    run_training(tiny_conf(*overrides), tmp_path, show_progress=False)
+    train_config(tiny_conf(*overrides), tmp_path, show_progress=False)
     state = torch.load(tmp_path / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 4 and state["config"]["loss"]["name"] == overrides[0].split("=")[1]
     assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
@@ -189,7 +189,7 @@ def test_label_smoothing_changes_bce_and_lsgan_training_and_not_hinge_or_wgan(tm
     opts = ["model=dcgan32", "dataset.num_images=32", "output.sample_every=0", f"loss={name}", "train.d_steps=1"]
     weights = []
     for label in ("1.0", "0.9"):
-        run_training(tiny_conf(*opts, f"loss.real_label={label}"), tmp_path / label, show_progress=False)
+        train_config(tiny_conf(*opts, f"loss.real_label={label}"), tmp_path / label, show_progress=False)
         weights.append(torch.load(tmp_path / label / "checkpoints" / "last.pt", weights_only=True)["discriminator"])
     same = all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     assert same is not acts

@@ -13,7 +13,7 @@ from animegan import precision as precision_module
 from animegan.losses import gradient_penalty, r1_penalty
 from animegan.models import Discriminator
 from animegan.precision import LossScaling, resolve_precision
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import load_state, tiny_conf
 from test_training import _rows, _tensors
 
@@ -115,9 +115,9 @@ def test_fp16_run_with_penalties_trains_logs_skips_and_resumes_exactly(tmp_path)
     opts = ["model=dcgan32", "dataset.num_images=32", "output.sample_every=0", "train.log_every=1",
             "train.precision=fp16", "loss=wgan_gp", "train.d_steps=2", "loss.r1_gamma=1.0"]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_training(tiny_conf(*opts, "epochs=2"), straight, show_progress=False)
-    run_training(tiny_conf(*opts, "epochs=1"), split, show_progress=False)
-    run_training(tiny_conf(*opts, "epochs=2", f"resume={split / 'checkpoints' / 'last.pt'}"), split,
+    train_config(tiny_conf(*opts, "epochs=2"), straight, show_progress=False)
+    train_config(tiny_conf(*opts, "epochs=1"), split, show_progress=False)
+    train_config(tiny_conf(*opts, "epochs=2", f"resume={split / 'checkpoints' / 'last.pt'}"), split,
                  show_progress=False)
     a, b = load_state(straight / "checkpoints" / "last.pt"), load_state(split / "checkpoints" / "last.pt")
     assert set(a["loss_scaling"]["scalers"]) == {"D", "G"}  # the scales travel with the checkpoint
@@ -133,7 +133,7 @@ def test_fp16_epoch_line_counts_skipped_steps(tmp_path, caplog):
     import logging
 
     caplog.set_level(logging.INFO, logger="animegan")
-    run_training(tiny_conf("model=dcgan32", "dataset.num_images=32", "output.sample_every=0",
+    train_config(tiny_conf("model=dcgan32", "dataset.num_images=32", "output.sample_every=0",
                            "train.precision=fp16"), tmp_path, show_progress=False)
     lines = [r.getMessage() for r in caplog.records if "epoch 1/1 done" in r.getMessage()]
     assert len(lines) == 1
@@ -144,12 +144,12 @@ def test_fp16_epoch_line_counts_skipped_steps(tmp_path, caplog):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("penalty", [["loss.r1_gamma=1", "loss.r1_every=1"], ["loss=wgan_gp", "train.d_steps=1"]])
+@pytest.mark.parametrize("penalty", [["loss.r1_gamma=1", "loss.penalty_every=1"], ["loss=wgan_gp", "train.d_steps=1"]])
 def test_fp16_gradient_penalty_skips_an_overflowing_step_instead_of_stopping(tmp_path, penalty):
     """At the first steps the loss scale (65536) makes the penalty's scaled input gradient
     overflow in fp16: that step is skipped and the scale lowered, as for any overflow; the
     run goes on with finite losses instead of stopping as diverged."""
-    run_training(tiny_conf("model=dcgan32", "dataset.num_images=32", "epochs=3", "output.sample_every=0",
+    train_config(tiny_conf("model=dcgan32", "dataset.num_images=32", "epochs=3", "output.sample_every=0",
                            "train.log_every=1", "train.precision=fp16", *penalty), tmp_path, show_progress=False)
     rows = _rows(tmp_path)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4, 5, 6]

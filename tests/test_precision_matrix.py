@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from animegan import choices
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import load_state, tiny_conf
 from test_training import _rows, _tensors
 
@@ -47,11 +47,11 @@ def test_loss_and_stabiliser_train_and_resume_exactly(tmp_path, loss, stabiliser
     # The straight run keeps its epoch-1 state; resuming from it (a branch, in a new folder)
     # must retrace the straight run's second epoch bit for bit.
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_training(_conf(loss, stabiliser, precision, "epochs=2", "checkpoint.keep_every=1"), straight,
+    train_config(_conf(loss, stabiliser, precision, "epochs=2", "checkpoint.keep_every=1"), straight,
                  show_progress=False)
     epoch_one = straight / "checkpoints" / "epoch_001.pt"
     after_one = load_state(epoch_one)
-    run_training(_conf(loss, stabiliser, precision, f"resume={epoch_one}", "epochs=2"), split, show_progress=False)
+    train_config(_conf(loss, stabiliser, precision, f"resume={epoch_one}", "epochs=2"), split, show_progress=False)
 
     rows = _rows(straight)
     assert [int(r["step"]) for r in rows] == [1, 2, 3, 4]

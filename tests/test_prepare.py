@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from animegan.cli import prepare as prepare_cli
-from animegan.cli.compose import compose_config
+from animegan.compose import compose_config
 from animegan.config_checks import validate
 from conftest import image_folder
 

@@ -19,9 +19,9 @@ from animegan import checkpoint as ckpt
 from animegan import files
 from animegan.cli import eval as eval_cli
 from animegan.cli import sample as sample_cli
-from animegan.cli.train import preflight
+from animegan.cli.train import check_command
 from animegan.errors import AnimeganError
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.runlock import lock_run_directory, release_run_directory
 from conftest import TINY, load_state, run_cli, tiny_conf
 
@@ -76,7 +76,7 @@ def test_resume_auto_starts_fresh_then_continues_from_the_newest_state_skipping_
 
 def test_resume_auto_needs_the_run_directory():
     with pytest.raises(AnimeganError, match="resume=auto .*hydra.run.dir"):
-        preflight(["resume=auto"], os.getcwd())
+        check_command(["resume=auto"], os.getcwd())
 
 
 # --- one training per run directory ---------------------------------------------------------------------------------
@@ -151,7 +151,7 @@ def _hostile_files(folder: Path, good: Path) -> dict:
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory):
     run = tmp_path_factory.mktemp("good")
-    run_training(tiny_conf(), run, show_progress=False)
+    train_config(tiny_conf(), run, show_progress=False)
     return _hostile_files(run / "hostile", run / "checkpoints" / "last.pt")
 
 
@@ -165,7 +165,7 @@ def test_every_loader_refuses_every_hostile_checkpoint_in_one_line(hostile, load
     for name, path in hostile.items():
         if loader == "resume":
             with pytest.raises(AnimeganError) as info:
-                preflight([f"resume={path}"], str(tmp_path))
+                check_command([f"resume={path}"], str(tmp_path))
             message = str(info.value)
         else:
             main = sample_cli.main if loader == "sample" else eval_cli.main

@@ -13,7 +13,7 @@ from animegan import fidelity
 from animegan.artefacts import MetricsLog
 from animegan.cli import train as train_cli
 from animegan.errors import AnimeganError
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import TINY, call_cli, image_folder, load_state, run_cli, standin_eval, tiny_conf
 from test_training import _rows
 
@@ -29,7 +29,7 @@ def _run_files(run: Path) -> dict:
 @pytest.mark.slow
 def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(tmp_path):
     run = tmp_path / "run"
-    run_training(tiny_conf("checkpoint.keep_every=1", "epochs=3"), run, show_progress=False)
+    train_config(tiny_conf("checkpoint.keep_every=1", "epochs=3"), run, show_progress=False)
     before = _run_files(run)
 
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"],
@@ -52,10 +52,10 @@ def test_resume_from_an_older_checkpoint_branches_and_leaves_the_run_untouched(t
 @pytest.mark.slow
 def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
-    run_training(tiny_conf("epochs=2", "checkpoint.keep_every=1"), run, show_progress=False)
+    train_config(tiny_conf("epochs=2", "checkpoint.keep_every=1"), run, show_progress=False)
     before = _run_files(run)
     with pytest.raises(AnimeganError, match="older than .*last.pt.*overwrite"):
-        run_training(tiny_conf(f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=3"), run,
+        train_config(tiny_conf(f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=3"), run,
                      show_progress=False)
     assert _run_files(run) == before
 
@@ -63,7 +63,7 @@ def test_resuming_an_older_state_inside_its_own_run_directory_is_refused(tmp_pat
 @pytest.mark.slow
 def test_resuming_the_newest_state_continues_in_place(tmp_path):
     run = tmp_path / "run"
-    run_training(tiny_conf("epochs=1", "checkpoint.keep_every=1"), run, show_progress=False)
+    train_config(tiny_conf("epochs=1", "checkpoint.keep_every=1"), run, show_progress=False)
     # epoch_001.pt holds the same step as last.pt: nothing newer exists, so this is the run's newest state too.
     run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'epoch_001.pt'}", "epochs=2"], cwd=tmp_path, check=True)
     assert not (tmp_path / "outputs").exists()
@@ -76,7 +76,7 @@ def test_resuming_the_newest_state_continues_in_place(tmp_path):
                                         ("dataset.flip=false", "dataset.flip")])
 def test_a_resume_that_changes_the_batch_order_is_one_line_naming_the_key(tmp_path, change, key):
     run = tmp_path / "run"
-    run_training(tiny_conf("epochs=1"), run, show_progress=False)
+    train_config(tiny_conf("epochs=1"), run, show_progress=False)
     before = _run_files(run)
     result = call_cli(train_cli.main, [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2", change], tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
@@ -91,14 +91,14 @@ def test_resume_new_order_restarts_the_interrupted_epoch_in_the_new_order(tmp_pa
     so the old position does not exist any more (it crashed before)."""
     run = tmp_path / "run"
     common = ["dataset.num_images=128", "train.max_minutes=0"]
-    run_training(tiny_conf(*common, "checkpoint.every_n_steps=6", "train.max_minutes=1e-9", "train.log_every=6"), run,
+    train_config(tiny_conf(*common, "checkpoint.every_n_steps=6", "train.max_minutes=1e-9", "train.log_every=6"), run,
                  show_progress=False)
     state = load_state(run / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step_in_epoch"]) == (0, 6)
     resume = f"resume={run / 'checkpoints' / 'last.pt'}"
     with pytest.raises(AnimeganError, match="batch_size=64 differs"):
-        run_training(tiny_conf(*common, resume, "batch_size=64", "epochs=2"), run, show_progress=False)
-    run_training(tiny_conf(*common, resume, "batch_size=64", "epochs=2", "resume_new_order=true"), run,
+        train_config(tiny_conf(*common, resume, "batch_size=64", "epochs=2"), run, show_progress=False)
+    train_config(tiny_conf(*common, resume, "batch_size=64", "epochs=2", "resume_new_order=true"), run,
                  show_progress=False)
     state = load_state(run / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step"]) == (2, 6 + 2 * 2)  # epoch 1 replayed whole, then epoch 2
@@ -115,7 +115,7 @@ def test_changed_images_are_refused_on_resume(tmp_path):
     _faces(faces, 40)
     run = tmp_path / "run"
     opts = ["dataset=folder", f"dataset.root={faces}", "dataset.min_size=0", "dataset.workers=1"]
-    run_training(tiny_conf(*opts, "batch_size=8", synthetic=False), run, show_progress=False)
+    train_config(tiny_conf(*opts, "batch_size=8", synthetic=False), run, show_progress=False)
     _faces(faces, 4, start=40)  # the user adds images to the folder
     result = run_cli("animegan-train", [f"resume={run / 'checkpoints' / 'last.pt'}", "epochs=2"], cwd=tmp_path)
     assert result.returncode == 2 and "Traceback" not in result.stdout + result.stderr
@@ -130,7 +130,7 @@ def test_saved_paths_are_absolute_so_resume_and_eval_work_from_anywhere(tmp_path
     elsewhere.mkdir()
     run = tmp_path / "run"
     monkeypatch.chdir(home)  # the first run names its folder relative to where it starts
-    run_training(tiny_conf("dataset=folder", "dataset.root=faces", "dataset.min_size=0", "batch_size=8",
+    train_config(tiny_conf("dataset=folder", "dataset.root=faces", "dataset.min_size=0", "batch_size=8",
                            synthetic=False), run, show_progress=False)
     saved = load_state(run / "checkpoints" / "last.pt")["config"]
     assert saved["dataset"]["root"] == str(home / "faces")
@@ -153,13 +153,13 @@ def test_a_kill_during_the_epoch_end_evaluation_keeps_the_epoch_and_resume_evalu
     monkeypatch.setattr(fidelity, "evaluate", killed)
     opts = ["epochs=2", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats")]
     with pytest.raises(KeyboardInterrupt):
-        run_training(tiny_conf(*opts), run, show_progress=False)
+        train_config(tiny_conf(*opts), run, show_progress=False)
     state = load_state(run / "checkpoints" / "last.pt")
     assert (state["epoch"], state["step"]) == (1, 4)  # the epoch is safe
     assert (run / "samples" / "epoch_001.png").is_file()
 
     monkeypatch.setattr(fidelity, "evaluate", real_evaluate)
-    run_training(tiny_conf(*opts, f"resume={run / 'checkpoints' / 'last.pt'}"), run, show_progress=False)
+    train_config(tiny_conf(*opts, f"resume={run / 'checkpoints' / 'last.pt'}"), run, show_progress=False)
     evals = MetricsLog(run / "metrics.csv").split()[1]
     assert [int(r["epoch"]) for r in evals] == [1, 2]  # epoch 1 evaluated on resume, then epoch 2
     assert load_state(run / "checkpoints" / "last.pt")["fid"]["last_epoch"] == 2
@@ -178,7 +178,7 @@ def test_a_resume_loads_its_checkpoint_once(tmp_path, monkeypatch, how):
     from animegan.cli import train as train_cli
 
     run = tmp_path / "run"
-    run_training(tiny_conf(), run, show_progress=False)
+    train_config(tiny_conf(), run, show_progress=False)
     loads = []
     real_load = torch.load
     monkeypatch.setattr(torch, "load", lambda f, *a, **k: loads.append(Path(f).name) or real_load(f, *a, **k))

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from animegan.cli import sample as sample_cli
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.sampling import generate
 from animegan.face_generator import load_generator
 from conftest import call_cli, tiny_conf
@@ -19,7 +19,7 @@ from conftest import call_cli, tiny_conf
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    run_training(tiny_conf(), run_dir, show_progress=False)
+    train_config(tiny_conf(), run_dir, show_progress=False)
     return run_dir / "checkpoints"
 
 

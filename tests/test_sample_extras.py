@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from animegan.cli import sample as sample_cli
-from animegan.run import run_training
+from animegan.launch import train_config
 from animegan.sampling import generate, interpolate, latents, slerp, truncate_
 from animegan.face_generator import load_generator
 from conftest import call_cli, tiny_conf
@@ -16,7 +16,7 @@ from conftest import call_cli, tiny_conf
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("run")
-    run_training(tiny_conf("epochs=3", "dataset.num_images=32"), run_dir, show_progress=False)
+    train_config(tiny_conf("epochs=3", "dataset.num_images=32"), run_dir, show_progress=False)
     return run_dir
 
 
@@ -83,7 +83,7 @@ def test_a_run_ends_with_a_timelapse_of_its_grids(trained):
 
 
 def test_spectral_norm_generator_with_ema_samples_the_same_from_both_checkpoints(tmp_path):
-    run_training(tiny_conf("model.g_spectral_norm=true", "model.g_dropout=0.2", "model.g_leaky_slope=0.1",
+    train_config(tiny_conf("model.g_spectral_norm=true", "model.g_dropout=0.2", "model.g_leaky_slope=0.1",
                            "train.ema=true"), tmp_path, show_progress=False)
     cpu = torch.device("cpu")
     a = torch.cat(list(generate(load_generator(tmp_path / "checkpoints" / "generator.pt", cpu).network, 6, seed=2)))

@@ -86,7 +86,7 @@ def test_speed_settings_follow_the_config(monkeypatch):
 @pytest.mark.slow
 def test_a_run_with_every_switch_off_and_on(tmp_path, monkeypatch):
     from animegan import run
-    from animegan.run import run_training
+    from animegan.launch import train_config
 
     def watched(*args, **kwargs):
         networks = build_models(*args, **kwargs)
@@ -96,7 +96,7 @@ def test_a_run_with_every_switch_off_and_on(tmp_path, monkeypatch):
     monkeypatch.setattr(run, "build_models", watched)
     for name, switches in {"off": ["train.precision=fp32", "train.channels_last=false", "train.keep_freed_memory=false"],
                            "on": ["train.precision=bf16", "train.channels_last=true", "train.keep_freed_memory=true"]}.items():
-        run_training(tiny_conf(*switches), tmp_path / name, show_progress=False)
+        train_config(tiny_conf(*switches), tmp_path / name, show_progress=False)
         if name == "off":
             assert watched.seen == {(torch.float32, "NCHW")}, watched.seen
         else:  # the steps in bf16; sampling outside autocast (grids, the export) in fp32, NHWC throughout
@@ -108,7 +108,8 @@ def test_a_run_with_every_switch_off_and_on(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_compiled_run_matches_eager_and_writes_the_same_checkpoint_keys(tmp_path):
-    from animegan.run import run_training, use_compile
+    from animegan.launch import train_config
+    from animegan.run import use_compile
 
     from torch._dynamo.utils import counters
 
@@ -116,7 +117,7 @@ def test_compiled_run_matches_eager_and_writes_the_same_checkpoint_keys(tmp_path
     graphs = {}
     for name in ("eager", "compiled"):
         counters.clear()
-        run_training(tiny_conf(f"train.compile={'true' if name == 'compiled' else 'false'}", "train.precision=fp32",
+        train_config(tiny_conf(f"train.compile={'true' if name == 'compiled' else 'false'}", "train.precision=fp32",
                                "output.sample_every=0"), tmp_path / name, show_progress=False)
         graphs[name] = counters["stats"]["unique_graphs"]
     assert graphs["eager"] == 0 and graphs["compiled"] >= 2  # torch.compile traced G and D: the compiled code ran

@@ -17,7 +17,8 @@ from animegan.lr_schedule import LearningRateSchedule
 from animegan.models import Discriminator, Generator, MinibatchStd, build_discriminator, build_generator
 from animegan.optimizers import build_optimizers
 from animegan.precision import LossScaling
-from animegan.run import build_models, run_training
+from animegan.launch import train_config
+from animegan.run import build_models
 from animegan.step import StepParts
 from conftest import load_state, run_steps, standin_eval, tiny_conf
 from test_training import _assert_same_weights, _rows, _tensors
@@ -195,7 +196,7 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
     conf = tiny_conf(f"train.guard={guard}", "dataset.num_images=128", "checkpoint.every_n_steps=4",
                      "train.log_every=4", "epochs=3", "eval.every_n_epochs=1", *standin_eval(tmp_path / "stats"))
     with pytest.raises(AnimeganError, match="diverged.*NaN/inf loss at step 5"):
-        run_training(conf, tmp_path, show_progress=False)
+        train_config(conf, tmp_path, show_progress=False)
     last = load_state(tmp_path / "checkpoints" / "last.pt")
     assert last["step"] == 4  # written before the blow-up; nothing after it
     assert all(torch.isfinite(v).all() for v in _tensors(last["generator"]).values() if v.is_floating_point())
@@ -212,28 +213,28 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
 def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_exactly(tmp_path):
     budget, straight = tmp_path / "budget", tmp_path / "straight"
     switches = ["epochs=2", "train.log_every=2"]
-    run_training(tiny_conf(*switches), straight, show_progress=False)
-    run_training(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
+    train_config(tiny_conf(*switches), straight, show_progress=False)
+    train_config(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
     last = load_state(budget / "checkpoints" / "last.pt")
     assert (last["step"], last["step_in_epoch"]) == (2, 2)  # stopped after the first log window
     assert (budget / "samples" / "final.png").is_file() and (budget / "checkpoints" / "generator.pt").is_file()
     assert (budget / "samples" / "timelapse.gif").is_file()
     resume = str(budget / "checkpoints" / "last.pt")
-    run_training(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
+    train_config(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
     _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
 
 
-STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", "loss.r1_gamma=1.0", "loss.r1_every=2",
+STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", "loss.r1_gamma=1.0", "loss.penalty_every=2",
               "model.d_spectral_norm=true", "model.minibatch_std=true"]
 
 
 @pytest.mark.slow
 def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_training(tiny_conf("epochs=2", *STABILISED), straight, show_progress=False)
-    run_training(tiny_conf("epochs=1", *STABILISED), split, show_progress=False)
+    train_config(tiny_conf("epochs=2", *STABILISED), straight, show_progress=False)
+    train_config(tiny_conf("epochs=1", *STABILISED), split, show_progress=False)
     resume = str(split / "checkpoints" / "last.pt")
-    run_training(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
+    train_config(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
     a, b = straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt"
     _assert_same_weights(a, b)
     ema_a, ema_b = load_state(a)["generator_ema"], load_state(b)["generator_ema"]
@@ -246,9 +247,9 @@ def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path)
 def test_wgan_gp_with_more_critic_steps_resumes_exactly(tmp_path):
     opts = ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false", "train.diffaugment=[translation]"]
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_training(tiny_conf("epochs=2", *opts), straight, show_progress=False)
-    run_training(tiny_conf("epochs=1", *opts), split, show_progress=False)
-    run_training(tiny_conf(f"resume={split / 'checkpoints' / 'last.pt'}", "epochs=2"), split, show_progress=False)
+    train_config(tiny_conf("epochs=2", *opts), straight, show_progress=False)
+    train_config(tiny_conf("epochs=1", *opts), split, show_progress=False)
+    train_config(tiny_conf(f"resume={split / 'checkpoints' / 'last.pt'}", "epochs=2"), split, show_progress=False)
     _assert_same_weights(straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt")
 
 
@@ -276,11 +277,11 @@ def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
     follows (the rate is set from the step, nothing of it is saved)."""
     budget, straight = tmp_path / "budget", tmp_path / "straight"
     switches = ["epochs=2", "optimizer.decay_start=0.25", "optimizer.decay_to=0.5"]
-    run_training(tiny_conf(*switches), straight, show_progress=False)
-    run_training(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
+    train_config(tiny_conf(*switches), straight, show_progress=False)
+    train_config(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
     assert load_state(budget / "checkpoints" / "last.pt")["step"] == 2  # inside the decay (steps 2-8)
     resume = str(budget / "checkpoints" / "last.pt")
-    run_training(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
+    train_config(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
     _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
     # the last of 8 steps (step 7) ran at 1 - 0.5 * (7 - 2) / 6 of lr 5e-4
     lr = load_state(straight / "checkpoints" / "last.pt")["opt_g"]["param_groups"][0]["lr"]
@@ -290,9 +291,9 @@ def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
 @pytest.mark.slow
 def test_resume_trains_at_a_new_lr_named_on_the_command_line(tmp_path):
     """The optimizers' saved state holds the old rate; the one named wins."""
-    run_training(tiny_conf("epochs=1"), tmp_path, show_progress=False)
+    train_config(tiny_conf("epochs=1"), tmp_path, show_progress=False)
     resume = str(tmp_path / "checkpoints" / "last.pt")
-    run_training(tiny_conf(f"resume={resume}", "epochs=2", "optimizer.lr=1e-4"), tmp_path, show_progress=False)
+    train_config(tiny_conf(f"resume={resume}", "epochs=2", "optimizer.lr=1e-4"), tmp_path, show_progress=False)
     state = load_state(tmp_path / "checkpoints" / "last.pt")
     assert state["step"] == 8
     assert [state[o]["param_groups"][0]["lr"] for o in ("opt_g", "opt_d")] == [1e-4, 1e-4]

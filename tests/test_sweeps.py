@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from conftest import TINY, run_cli
 
-from animegan.cli.compose import sweep_jobs
-from animegan.cli.train import preflight
+from animegan.compose import sweep_jobs
+from animegan.cli.train import check_command
 
 
 def _experiment(tmp_path, name: str, params: str) -> None:
@@ -94,8 +94,8 @@ def test_every_committed_search_sweep_validates_every_job(sweep, monkeypatch, tm
     # a candidate file that is missing or sets a wrong key must fail here, not hours into a sweep.
     monkeypatch.chdir(SEARCH)
     data = [] if sweep.startswith("search_default") else ["dataset=folder", f"dataset.root={tmp_path}"]
-    argv = preflight(["-m", f"experiment={sweep}", *data], str(SEARCH)).argv
-    jobs = sweep_jobs([a for a in argv if a != "-m"], multirun=True)
+    check_command(["-m", f"experiment={sweep}", *data], str(SEARCH))
+    jobs = sweep_jobs([f"experiment={sweep}", *data], multirun=True)
     candidates = {c.stem for c in (SEARCH / "configs" / "candidate").glob("*.yaml")}
     named = {o.split("=", 1)[1] for job in jobs for o in job if o.startswith("+candidate=")}
     assert len(jobs) >= 2 and named and named <= candidates

@@ -21,7 +21,7 @@ from animegan.models import build_pair
 from animegan.optimizers import build_optimizers
 from animegan.precision import LossScaling
 from animegan.step import StepParts
-from animegan.run import run_training
+from animegan.launch import train_config
 from conftest import BIN, TINY, call_cli, load_state, run_cli, run_steps, tiny_conf
 
 
@@ -56,7 +56,7 @@ def _tensors(tree, prefix=""):
 @pytest.mark.slow
 def test_tiny_run_writes_every_artefact(tmp_path):
     conf = tiny_conf("epochs=2", "checkpoint.keep_every=1")
-    export = run_training(conf, tmp_path, show_progress=False).export
+    export = train_config(conf, tmp_path, show_progress=False).export
     assert export == tmp_path / "checkpoints" / "generator.pt"
 
     rows = _rows(tmp_path)
@@ -84,7 +84,7 @@ def test_training_moves_the_weights_and_losses_stay_finite(tmp_path):
     conf = tiny_conf("train.d_steps=2", "train.g_steps=2", "train.ema=false")
     torch.manual_seed(conf.seed)  # as run_training does before it builds the networks
     initial = dict(zip(("generator", "discriminator"), (m.state_dict() for m in build_pair(conf.model))))
-    run_training(conf, tmp_path, show_progress=False)
+    train_config(conf, tmp_path, show_progress=False)
     rows = _rows(tmp_path)
     assert all(torch.isfinite(torch.tensor([float(r[k]) for k in LOSS_COLUMNS])).all() for r in rows)
     last = load_state(tmp_path / "checkpoints" / "last.pt")
@@ -118,10 +118,10 @@ def test_the_logged_d_outputs_are_the_mean_probabilities_on_real_and_fake_batche
 @pytest.mark.slow
 def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
     straight, split = tmp_path / "straight", tmp_path / "split"
-    run_training(tiny_conf("epochs=2"), straight, show_progress=False)
-    run_training(tiny_conf("epochs=1"), split, show_progress=False)
+    train_config(tiny_conf("epochs=2"), straight, show_progress=False)
+    train_config(tiny_conf("epochs=1"), split, show_progress=False)
     resume = str(split / "checkpoints" / "last.pt")
-    run_training(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
+    train_config(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
 
     _assert_same_weights(straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt")
     assert _rows(straight) == _rows(split)  # metrics appended, nothing repeated or lost
@@ -129,10 +129,10 @@ def test_resume_gives_the_same_weights_as_a_straight_run(tmp_path):
 
 @pytest.mark.slow
 def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
-    run_training(tiny_conf("epochs=1", "optimizer.lr=1e-3"), tmp_path, show_progress=False)
+    train_config(tiny_conf("epochs=1", "optimizer.lr=1e-3"), tmp_path, show_progress=False)
     resume = str(tmp_path / "checkpoints" / "last.pt")
     # The default lr (5e-4) is not re-applied: only keys named on the command line change.
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.compose import compose_config, resolve_config
 
     conf = resolve_config(compose_config([f"resume={resume}", "epochs=3"]), [f"resume={resume}", "epochs=3"], os.getcwd())
     assert conf.optimizer.lr == 1e-3 and conf.epochs == 3 and conf.model.ngf == 8
@@ -142,7 +142,7 @@ def test_resume_takes_the_checkpoint_config_and_only_named_overrides(tmp_path):
 def test_kill_9_mid_epoch_then_resume_matches_a_straight_run(tmp_path):
     args = [*TINY, "epochs=2", "dataset.num_images=128", "checkpoint.every_n_steps=1"]
     straight, killed = tmp_path / "straight", tmp_path / "killed"
-    run_training(tiny_conf(*args), straight, show_progress=False)  # the reference: in this process
+    train_config(tiny_conf(*args), straight, show_progress=False)  # the reference: in this process
 
     proc = subprocess.Popen([str(BIN / "animegan-train"), *args, f"hydra.run.dir={killed}"], cwd=tmp_path,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -167,7 +167,7 @@ def test_kill_9_mid_epoch_then_resume_matches_a_straight_run(tmp_path):
 
 @pytest.mark.slow
 def test_resume_errors_are_one_line(tmp_path):
-    run_training(tiny_conf(), tmp_path, show_progress=False)
+    train_config(tiny_conf(), tmp_path, show_progress=False)
     gen = tmp_path / "checkpoints" / "generator.pt"
     result = run_cli("animegan-train", [f"resume={gen}"], cwd=tmp_path)
     assert result.returncode == 2 and "generator-only" in result.stderr and "Traceback" not in result.stderr
@@ -193,7 +193,7 @@ def test_cuda_request_without_gpu_is_a_clear_error(tmp_path, device):
     if torch.cuda.is_available():
         pytest.skip("this machine has a GPU")
     with pytest.raises(Exception, match="no CUDA GPU"):
-        run_training(tiny_conf(f"device={device}"), tmp_path, show_progress=False)
+        train_config(tiny_conf(f"device={device}"), tmp_path, show_progress=False)
 
 
 @pytest.mark.slow

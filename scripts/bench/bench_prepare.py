@@ -48,7 +48,7 @@ def data_seconds_per_batch(bank: ImageBank, batch_size: int, channels_last: bool
 def step_seconds(root: str, size: int, batch_size: int, steps: int, tiny: bool = False) -> tuple:
     """Seconds per step of the README's real-data default on this folder at `size` px, its
     objects built by the functions run_training uses (R1 and the EMA included), warm."""
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.compose import compose_config, resolve_config
     from animegan.distributed import ProcessGroup, Ranks
     from animegan.resume import data_order
 

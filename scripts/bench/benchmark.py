@@ -55,7 +55,7 @@ def run_animegan(data: Path, batch: int, steps: int, device: torch.device, compi
     """The README's real-data default (`animegan-train dataset=folder dataset.root=DATA`) at
     `batch`, its objects built by the functions run_training uses (R1 every 4 steps and the
     EMA included): a change there changes what is timed here."""
-    from animegan.cli.compose import compose_config, resolve_config
+    from animegan.compose import compose_config, resolve_config
     from animegan.data import build_image_bank
     from animegan.distributed import ProcessGroup, Ranks
     from animegan.malloc_tuning import keep_freed_memory

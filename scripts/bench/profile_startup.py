@@ -28,8 +28,8 @@ from pathlib import Path
 # is renamed or moved stops this script with an ImportError/AttributeError instead of
 # printing 0.00 for its phase.
 PHASES = [
-    ("config: compose, validate, resume plan", "animegan.cli.train:preflight"),
-    ("Hydra: its app, run dir, logging set-up", "hydra._internal.utils:run_and_report"),
+    ("config: compose, validate, resume plan", "animegan.plan:plan_run"),
+    ("Hydra: run dir, .hydra record, logging", "hydra.core.utils:run_job"),
     ("data: cache check and load", "animegan.data:build_image_bank"),
     ("models, optimisers, EMA: build", "animegan.run:build_training"),
     ("training steps (the first one included)", "animegan.step:gan_step"),

@@ -31,7 +31,7 @@ import torch
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from animegan import checkpoint as ckpt
-from animegan.cli.compose import compose_config, resolve_config
+from animegan.compose import compose_config, resolve_config
 from animegan.config import to_dict
 from animegan.data import build_image_bank
 from animegan.distributed import ProcessGroup, Ranks

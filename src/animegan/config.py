@@ -76,7 +76,7 @@ class LossConfig:
     real_label: float = 1.0  # D's target for real images; 0.9 = one-sided label smoothing (bce, lsgan; others ignore it)
     gp_weight: float = 10.0  # wgan_gp: lambda of the gradient penalty (refused for the other losses)
     r1_gamma: float = 0.0  # R1 penalty gamma/2 * E|grad D(x)|^2 on real images (0: off); any loss
-    r1_every: int = 1  # lazy R1 (and R2): apply it every N steps, scaled by N
+    penalty_every: int = 1  # lazy R1 and R2: apply them every N steps, scaled by N
     r2_gamma: float = 0.0  # R2 penalty gamma/2 * E|grad D(G(z))|^2 on fake images (0: off); any loss
 
 
@@ -219,6 +219,9 @@ def from_checkpoint(saved: dict) -> dict:
         decay = float(train.pop("ema_decay"))
         train["ema_kimg"] = math.log(0.5) / math.log(decay) * int(saved.get("batch_size", 128)) / 1000
         train["ema_rampup"] = 0.0
+    loss = saved.get("loss", {})
+    if "r1_every" in loss:  # renamed: it paces R2 as well
+        loss["penalty_every"] = loss.pop("r1_every")
     return saved
 
 

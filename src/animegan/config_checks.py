@@ -131,7 +131,7 @@ def check_values(c: RunConfig) -> None:
     _require(c.loss.gp_weight >= 0, "loss.gp_weight", c.loss.gp_weight, "must be >= 0")
     _only_for_choices(c.loss, LOSSES, "loss")
     _require(c.loss.r1_gamma >= 0, "loss.r1_gamma", c.loss.r1_gamma, "must be >= 0 (0: off)")
-    _require(c.loss.r1_every >= 1, "loss.r1_every", c.loss.r1_every, ge1)
+    _require(c.loss.penalty_every >= 1, "loss.penalty_every", c.loss.penalty_every, ge1)
     _require(c.loss.r2_gamma >= 0, "loss.r2_gamma", c.loss.r2_gamma, "must be >= 0 (0: off)")
 
     t = c.train

@@ -1,9 +1,9 @@
 """One training run: config -> objects -> loop -> files in the run directory.
 
-`run_training` is what `animegan-train` calls once Hydra has composed the config and made
-the run directory: it builds the data, the training state (restored when resuming), the
-GAN step's parts, the logger and the checkpoint files; runs the loop; and finishes the
-run according to why the loop stopped.
+`run_training` is what animegan.launch calls once the run is planned (animegan.plan) and
+its device, process group and run directory are set up: it builds the data, the training
+state (restored when resuming), the GAN step's parts, the logger and the checkpoint
+files; runs the loop; and finishes the run according to why the loop stopped.
 """
 
 from __future__ import annotations
@@ -20,8 +20,7 @@ from animegan.augment import DiffAugment
 from animegan.config import RunConfig, to_dict
 from animegan.config_checks import config_warnings
 from animegan.data import build_image_bank
-from animegan.device import select_device
-from animegan.distributed import ProcessGroup, Ranks, local_device
+from animegan.distributed import ProcessGroup, Ranks
 from animegan.ema import GeneratorEMA
 from animegan.errors import AnimeganError
 from animegan.fid_tracker import FidTracker
@@ -34,8 +33,8 @@ from animegan.malloc_tuning import keep_freed_memory
 from animegan.models import build_pair, count_parameters
 from animegan.optimizers import build_optimizers
 from animegan.precision import AUTOCAST_DTYPES, LossScaling, resolve_precision
-from animegan.resume import ResumePlan, data_order, plan_resume
-from animegan.runlock import holding_run_directory, remove_stale_temporaries
+from animegan.resume import ResumePlan, data_order
+from animegan.runlock import remove_stale_temporaries
 from animegan.sampling import sample
 from animegan.state import CheckpointFiles, TrainingState
 from animegan.step import InstanceNoise, StepParts
@@ -112,7 +111,7 @@ def build_training(conf: RunConfig, device: torch.device, precision: str, channe
         generator=generator, discriminator=discriminator, opt_g=opt_g, opt_d=opt_d,
         loss=build_loss(conf.loss.name, real_label=conf.loss.real_label, gp_weight=conf.loss.gp_weight),
         scaling=state.scaling, rng=rng, nz=conf.model.nz, d_steps=t.d_steps, g_steps=t.g_steps,
-        r1_gamma=conf.loss.r1_gamma, r2_gamma=conf.loss.r2_gamma, r1_every=conf.loss.r1_every,
+        r1_gamma=conf.loss.r1_gamma, r2_gamma=conf.loss.r2_gamma, penalty_every=conf.loss.penalty_every,
         instance_noise=InstanceNoise(t.instance_noise, max(1.0, t.instance_noise_epochs * steps_per_epoch)),
         augment=DiffAugment(t.diffaugment, rng, group.ranks.shard) if t.diffaugment else None, ema=state.ema,
         autocast_dtype=AUTOCAST_DTYPES[precision], group=group,
@@ -121,15 +120,12 @@ def build_training(conf: RunConfig, device: torch.device, precision: str, channe
     return state, parts
 
 
-def run_training(conf: RunConfig, run_dir: Path, show_progress: bool = True,
-                 group: Optional[ProcessGroup] = None, plan: Optional[ResumePlan] = None) -> RunResult:
-    """Train as configured, writing everything under `run_dir` (rank 0 only). `plan`: the
-    resume the caller planned already (animegan-train, animegan.train); else conf.resume
-    is planned here."""
-    group = group or ProcessGroup(Ranks())
+def run_training(conf: RunConfig, run_dir: Path, device: torch.device, group: ProcessGroup,
+                 resume: Optional[ResumePlan] = None, show_progress: bool = True) -> RunResult:
+    """Train as configured, writing everything under `run_dir` (rank 0 only), on a device,
+    process group and run directory that animegan.launch set up. `resume`: the checkpoint
+    the plan continues (animegan.plan)."""
     run_dir = Path(run_dir)
-    device = local_device(select_device(conf.device), group.ranks)
-    group.start(device.type)  # a no-op for one process, and when torchrun's group is already up
     precision, channels_last = speed_settings(conf, device)
     if device.type == "cpu" and conf.train.keep_freed_memory:
         keep_freed_memory()
@@ -137,16 +133,6 @@ def run_training(conf: RunConfig, run_dir: Path, show_progress: bool = True,
     if group.ranks.is_main:
         for warning in config_warnings(conf):
             log.warning("%s", warning)
-
-    if plan is None and conf.resume:
-        plan = plan_resume(Path(conf.resume), run_dir)
-    with holding_run_directory(run_dir, active=group.ranks.is_main):  # one training per run directory
-        return _train(conf, run_dir, device, precision, channels_last, plan, group, show_progress)
-
-
-def _train(conf: RunConfig, run_dir: Path, device: torch.device, precision: str, channels_last: bool,
-           plan: Optional[ResumePlan], group: ProcessGroup, show_progress: bool) -> RunResult:
-    """The run proper, in a run directory this process holds."""
     if group.ranks.is_main and (removed := remove_stale_temporaries(run_dir)):
         log.info("removed %d unfinished temporary file(s) that an interrupted run left in %s", removed, run_dir)
     if device.type == "cuda":
@@ -163,13 +149,13 @@ def _train(conf: RunConfig, run_dir: Path, device: torch.device, precision: str,
         evaluator = TrainingEvaluator(conf, bank.images, device)
     state, parts = build_training(conf, device, precision, channels_last, order,
                                   bank.batches_per_epoch(conf.batch_size), group)
-    if plan is not None:
-        state.load_state_dict(plan.state, source=plan.source, new_order_allowed=conf.resume_new_order)
-        if plan.branch:
-            state.parent = {"checkpoint": str(plan.source.absolute()), "step": state.step}
+    if resume is not None:
+        state.load_state_dict(resume.state, source=resume.source, new_order_allowed=conf.resume_new_order)
+        if resume.branch:
+            state.parent = {"checkpoint": str(resume.source.absolute()), "step": state.step}
             log.info("branching from %s (step %d) into %s; the run it came from is left as it is",
-                     plan.source, state.step, run_dir)
-        log.info("resuming from %s at epoch %d, step %d", plan.source, state.epoch, state.step)
+                     resume.source, state.step, run_dir)
+        log.info("resuming from %s at epoch %d, step %d", resume.source, state.epoch, state.step)
 
     log.info("device %s, precision %s, channels_last %s%s | %d images %dx%d | G %.2fM params, D %.2fM params",
              device, precision, channels_last, f" | {group.ranks.world} processes" if group.ranks.distributed else "",
@@ -183,9 +169,9 @@ def _train(conf: RunConfig, run_dir: Path, device: torch.device, precision: str,
     out = Outputs(logger, CheckpointFiles(run_dir, group, k.keep_every, k.snapshot_every, k.snapshot_minutes), evaluator)
     ended_well = False
     try:
-        history = plan.parent_run / "metrics.csv" if plan is not None and plan.branch and plan.parent_run else None
+        history = resume.parent_run / "metrics.csv" if resume is not None and resume.branch and resume.parent_run else None
         logger.start(resume_step=state.step, history=history)
-        if plan is not None and plan.state["step_in_epoch"] == 0 and state.epoch > 0 \
+        if resume is not None and resume.state["step_in_epoch"] == 0 and state.epoch > 0 \
                 and evaluation_due(conf, state.epoch) and state.fid.last_epoch != state.epoch:
             log.info("the evaluation of epoch %d did not finish before the run stopped; evaluating it now", state.epoch)
             evaluate_epoch(state, out)

@@ -48,7 +48,7 @@ class StepParts:
     g_steps: int = 1                              # G updates per batch
     r1_gamma: float = 0.0                         # R1 penalty weight on real images (0: off)
     r2_gamma: float = 0.0                         # R2 penalty weight on fake images (0: off)
-    r1_every: int = 1                             # lazy R1 and R2: every N steps, scaled by N
+    penalty_every: int = 1                             # lazy R1 and R2: every N steps, scaled by N
     instance_noise: InstanceNoise = field(default_factory=InstanceNoise)
     augment: Optional[Callable[[torch.Tensor], torch.Tensor]] = None  # DiffAugment on every D input
     ema: Optional[GeneratorEMA] = None            # updated after every G update
@@ -78,8 +78,8 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
     # generator is single-threaded, and three draws cost ~20% of a DCGAN-64 step on 2 cores.
     sigma = p.instance_noise.at(step)
     eps = shard.take(shard.global_like(real).normal_(0.0, sigma, generator=p.rng)) if sigma > 0 else None
-    r1_now = p.r1_gamma > 0 and step % p.r1_every == 0
-    r2_now = p.r2_gamma > 0 and step % p.r1_every == 0
+    r1_now = p.r1_gamma > 0 and step % p.penalty_every == 0
+    r2_now = p.r2_gamma > 0 and step % p.penalty_every == 0
 
     def d_input(x: torch.Tensor) -> torch.Tensor:
         """What D sees of an image batch, real or fake alike: DiffAugment, then instance noise."""
@@ -105,10 +105,10 @@ def gan_step(p: StepParts, real: torch.Tensor, step: int) -> torch.Tensor:
                 loss_d = loss_d + p.loss.gp_weight * gradient_penalty(
                     p.discriminator, real_in, fake_in, p.rng, p.scaling.grad_scale("D"), shard)
             if r1_now:
-                loss_d = loss_d + (p.r1_gamma / 2 * p.r1_every) * r1_penalty(
+                loss_d = loss_d + (p.r1_gamma / 2 * p.penalty_every) * r1_penalty(
                     real_logits, real_in, p.scaling.grad_scale("D"))
             if r2_now:  # R2: the same penalty on the fakes (R3GAN)
-                loss_d = loss_d + (p.r2_gamma / 2 * p.r1_every) * r1_penalty(
+                loss_d = loss_d + (p.r2_gamma / 2 * p.penalty_every) * r1_penalty(
                     fake_logits, fake_in, p.scaling.grad_scale("D"))
         p.scaling.step("D", loss_d, p.opt_d, sync=lambda: p.group.average_gradients(p.discriminator))
 

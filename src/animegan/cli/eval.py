@@ -44,7 +44,7 @@ def eval_config(overrides, checkpoint_config=None):
     """The validated RunConfig an evaluation uses. With a checkpoint: its own config
     (dataset, seed, eval settings), changed only by the keys named on the command line, as
     a resume does; its model is kept whatever is named (the weights fix the image size)."""
-    from animegan.cli.compose import compose_config, with_named_overrides
+    from animegan.compose import compose_config, with_named_overrides
     from animegan.config_checks import validate
 
     bad = [o for o in overrides if "=" not in o]

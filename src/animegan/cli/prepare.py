@@ -39,7 +39,7 @@ def run(argv: List[str]):
     """Compose and check the config, then build or confirm the cache: (RunConfig, Prepared)."""
     if any(a in ("-m", "--multirun") for a in argv):
         raise AnimeganError("prepare one dataset and size at a time (no -m sweeps)")
-    from animegan.cli.compose import compose_config
+    from animegan.compose import compose_config
     from animegan.config_checks import validate
     from animegan.data.cache import prepare
 

@@ -1,6 +1,7 @@
 """Composing and checking configs the way `animegan-train` (and -eval, -prepare) see them:
 Hydra's compose API over the shipped configs plus a ./configs folder, one-line errors,
 the jobs of a sweep, and a resume's config (the checkpoint's, with the keys you name).
+The library's own: animegan.plan builds every run from it, the command lines use it too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from hydra.errors import HydraException, MissingConfigException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException, ValidationError
 
-from animegan.cli.local_configs import register_local_configs
+from animegan.local_configs import register_local_configs
 from animegan.config import (RunConfig, describe_omegaconf_error, from_checkpoint, register_schema,
                              with_absolute_paths)
 from animegan.config_checks import validate
@@ -30,11 +31,11 @@ def sweep_jobs(overrides: List[str], multirun: bool) -> List[List[str]]:
     """The override list of every job, as Hydra's basic sweeper makes them: with -m, the
     sweeper's params from the YAML come first, then the command line (the later value of
     a key wins), and every combination of the swept values is a job."""
-    parsed = _parse(overrides)
+    parsed = parse_overrides(overrides)
     if multirun:  # the params live in the composed config: compose it with each sweep's first value
         first = [f"{o.get_key_element()}={_values(o)[0]}" for o in parsed]
         params = OmegaConf.select(compose_config(first, hydra_config=True), "hydra.sweeper.params") or {}
-        parsed = _parse([f"{key}={value}" for key, value in params.items()]) + parsed
+        parsed = parse_overrides([f"{key}={value}" for key, value in params.items()]) + parsed
     choices: Dict[str, List[str]] = {key: [f"{key}={v}" for v in _values(o)] for o in parsed
                                      for key in [o.get_key_element()]}
     return [list(job) for job in itertools.product(*choices.values())]
@@ -51,7 +52,7 @@ def _values(o) -> List[str]:
     return list(o.sweep_string_iterator())
 
 
-def _parse(overrides: List[str]):
+def parse_overrides(overrides: List[str]):
     try:
         return OverridesParser.create().parse_overrides(overrides)
     except HydraException as exc:
@@ -60,8 +61,9 @@ def _parse(overrides: List[str]):
 
 def compose_config(overrides: List[str], hydra_config: bool = False) -> DictConfig:
     """Compose the config Hydra would give the job, turning composition errors into one line.
-    `hydra_config`: include Hydra's own section (e.g. the sweeper's params)."""
-    user_overrides = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    `hydra_config`: include Hydra's own section (e.g. the sweeper's params) and apply the
+    overrides of it (hydra.run.dir=...); without it they are left out."""
+    user_overrides = overrides if hydra_config else [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     register_local_configs()
     register_schema()
     try:
@@ -100,13 +102,17 @@ def explain_compose_error(exc: Exception) -> str:
 
 
 def resolve_config(cfg: DictConfig, overrides: List[str], cwd: str, state: Optional[dict] = None) -> RunConfig:
-    """Validate a composed config, with its relative paths made absolute against `cwd`.
-    With resume=PATH the checkpoint's own config is the base and only keys named on the
-    command line (e.g. epochs=60) change it; `state`: that checkpoint, when it is loaded
-    already (a ResumePlan's)."""
+    """Validate a composed config, with its relative paths made absolute against `cwd`; a
+    resume's is the checkpoint's config with the keys named now (resumed_config)."""
     conf = with_absolute_paths(validate(cfg), cwd)
-    if not conf.resume:
-        return conf
+    return resumed_config(conf, cfg, overrides, cwd, state) if conf.resume else conf
+
+
+def resumed_config(conf: RunConfig, cfg: DictConfig, overrides: List[str], cwd: str,
+                   state: Optional[dict] = None) -> RunConfig:
+    """With resume=PATH the checkpoint's own config is the base and only keys named on the
+    command line (e.g. epochs=60) change it. `conf`: the validated command line `cfg`;
+    `state`: the checkpoint, when it is loaded already (a ResumePlan's)."""
     # torch comes in with a checkpoint: a config without one (or a refused one) never imports it
     from animegan.checkpoint import load_training_state
     from animegan.models.weight_shapes import check_weights_fit
