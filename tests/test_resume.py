@@ -5,9 +5,11 @@ an epoch-end evaluation loses neither the epoch nor the evaluation."""
 from __future__ import annotations
 
 import hashlib
+import math
 from pathlib import Path
 
 import pytest
+import torch
 
 from animegan import fidelity
 from animegan.artefacts import MetricsLog
@@ -188,3 +190,79 @@ def test_a_resume_loads_its_checkpoint_once(tmp_path, monkeypatch, how):
     train_cli.main()  # in this process: the command line, then the Hydra job it starts
     assert loads == ["last.pt"]
     assert load_state(run / "checkpoints" / "last.pt")["step"] == 8  # it did resume, in place
+
+
+# ------------------------------------------- a resumed run equals a straight run, bit for bit
+# The straight run trains 2 epochs (8 steps); the other stops and is resumed in its own run
+# directory: at the end of epoch 1 ("epoch"), or inside epoch 1 when its time budget runs
+# out after the first log window ("budget"). Everything the training state holds must then
+# be equal: weights, optimiser moments, the EMA, loss scales, random generators, guard, step.
+STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", "loss.r1_gamma=1.0",
+              "loss.penalty_every=2", "model.d_spectral_norm=true", "model.minibatch_std=true"]
+RESUME_CASES = {
+    "default": ([], "epoch"),
+    "stabilised": (STABILISED, "epoch"),
+    "wgan_gp_two_critic_steps": (["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false",
+                                  "train.diffaugment=[translation]"], "epoch"),
+    "fp16_with_penalties": (["model=dcgan32", "train.precision=fp16", "loss=wgan_gp",
+                             "train.d_steps=2", "loss.r1_gamma=1.0"], "epoch"),
+    "bf16": (["train.precision=bf16", "model=dcgan32"], "budget"),
+    "time_budget": ([], "budget"),
+    "lr_decay_inside_the_stop": (["optimizer.decay_start=0.25", "optimizer.decay_to=0.5"], "budget"),
+}
+
+
+def _state_differences(a: dict, b: dict, prefix: str = "") -> list:
+    """The keys at which two training states differ (all but the config and the parent
+    record, which name the resume)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        if a.keys() != b.keys():
+            return [f"{prefix}keys"]
+        return [d for k in a if not (prefix == "" and k in ("config", "parent"))
+                for d in _state_differences(a[k], b[k], f"{prefix}{k}.")]
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        return [] if a.dtype == b.dtype and torch.equal(a, b) else [prefix]
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) and len(a) == len(b):
+        return [d for i, (x, y) in enumerate(zip(a, b)) for d in _state_differences(x, y, f"{prefix}{i}.")]
+    return [] if a == b else [prefix]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", sorted(RESUME_CASES))
+def test_a_resumed_run_equals_a_straight_run(tmp_path, case):
+    switches, stop = RESUME_CASES[case]
+    common = [*switches, "epochs=2", "train.log_every=2"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    train_config(tiny_conf(*common), straight, show_progress=False)
+    first = ["epochs=1"] if stop == "epoch" else ["train.max_minutes=1e-9"]
+    train_config(tiny_conf(*common, *first), resumed, show_progress=False)
+    last = resumed / "checkpoints" / "last.pt"
+    stopped_at = load_state(last)
+    assert (stopped_at["step"], stopped_at["step_in_epoch"]) == ((4, 0) if stop == "epoch" else (2, 2))
+    train_config(tiny_conf(*common, f"resume={last}", "train.max_minutes=0"), resumed, show_progress=False)
+
+    a, b = load_state(straight / "checkpoints" / "last.pt"), load_state(last)
+    assert a["step"] == 8 and _state_differences(a, b) == []
+    assert _rows(straight) == _rows(resumed)  # metrics appended, nothing repeated or lost
+    assert all(math.isfinite(float(r[k])) for r in _rows(straight) for k in ("loss_D", "loss_G"))
+    if "train.precision=fp16" in switches:
+        assert set(a["loss_scaling"]["scalers"]) == {"D", "G"}  # the scales travel with the checkpoint
+    if "train.ema=true" in switches:
+        assert "generator_ema" in a
+
+
+@pytest.mark.slow
+def test_a_run_stopped_by_its_time_budget_leaves_a_grid_a_timelapse_and_a_generator(tmp_path):
+    train_config(tiny_conf("epochs=2", "train.log_every=2", "train.max_minutes=1e-9"), tmp_path, show_progress=False)
+    assert load_state(tmp_path / "checkpoints" / "last.pt")["step"] == 2  # after the first log window
+    assert (tmp_path / "samples" / "final.png").is_file() and (tmp_path / "samples" / "timelapse.gif").is_file()
+    assert (tmp_path / "checkpoints" / "generator.pt").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_with_lr_decay_ends_at_its_floor(tmp_path):
+    train_config(tiny_conf("epochs=2", "optimizer.decay_start=0.25", "optimizer.decay_to=0.5"), tmp_path,
+                 show_progress=False)
+    # the last of 8 steps (step 7) ran at 1 - 0.5 * (7 - 2) / 6 of lr 5e-4
+    lr = load_state(tmp_path / "checkpoints" / "last.pt")["opt_g"]["param_groups"][0]["lr"]
+    assert lr == pytest.approx(5e-4 * (1 - 0.5 * 5 / 6))

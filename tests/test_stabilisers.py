@@ -1,9 +1,7 @@
-"""Spectral norm, EMA, DiffAugment, minibatch std, generator options, the divergence guard,
-the time budget, and exact resume with the stabilisers on."""
+"""Spectral norm, EMA, DiffAugment, minibatch std, generator options, the divergence guard
+and the learning-rate decay (exact resume with them on: test_resume.py)."""
 
 from __future__ import annotations
-
-import math
 
 import pytest
 import torch
@@ -21,7 +19,7 @@ from animegan.launch import train_config
 from animegan.run import build_models
 from animegan.step import StepParts
 from conftest import load_state, run_steps, standin_eval, tiny_conf
-from test_training import _assert_same_weights, _rows, _tensors
+from test_training import _rows, _tensors
 
 # ---------------------------------------------------------------- spectral norm
 
@@ -206,53 +204,6 @@ def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint_whatever_the_guard
     assert not list((tmp_path / "samples").glob("*.png"))  # no grid of a NaN network
 
 
-# ---------------------------------------------------------------- time budget and exact resume
-
-
-@pytest.mark.slow
-def test_time_budget_stops_with_a_checkpoint_and_resume_finishes_exactly(tmp_path):
-    budget, straight = tmp_path / "budget", tmp_path / "straight"
-    switches = ["epochs=2", "train.log_every=2"]
-    train_config(tiny_conf(*switches), straight, show_progress=False)
-    train_config(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
-    last = load_state(budget / "checkpoints" / "last.pt")
-    assert (last["step"], last["step_in_epoch"]) == (2, 2)  # stopped after the first log window
-    assert (budget / "samples" / "final.png").is_file() and (budget / "checkpoints" / "generator.pt").is_file()
-    assert (budget / "samples" / "timelapse.gif").is_file()
-    resume = str(budget / "checkpoints" / "last.pt")
-    train_config(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
-    _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
-
-
-STABILISED = ["train.ema=true", "train.diffaugment=[color,translation,cutout]", "loss.r1_gamma=1.0", "loss.penalty_every=2",
-              "model.d_spectral_norm=true", "model.minibatch_std=true"]
-
-
-@pytest.mark.slow
-def test_resume_is_bit_exact_with_ema_diffaugment_r1_and_spectral_norm(tmp_path):
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train_config(tiny_conf("epochs=2", *STABILISED), straight, show_progress=False)
-    train_config(tiny_conf("epochs=1", *STABILISED), split, show_progress=False)
-    resume = str(split / "checkpoints" / "last.pt")
-    train_config(tiny_conf(f"resume={resume}", "epochs=2"), split, show_progress=False)
-    a, b = straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt"
-    _assert_same_weights(a, b)
-    ema_a, ema_b = load_state(a)["generator_ema"], load_state(b)["generator_ema"]
-    assert all(torch.equal(ema_a[k], ema_b[k]) for k in ema_a)
-    assert _rows(straight) == _rows(split)
-    assert all(math.isfinite(float(r["loss_D"])) for r in _rows(split))
-
-
-@pytest.mark.slow
-def test_wgan_gp_with_more_critic_steps_resumes_exactly(tmp_path):
-    opts = ["loss=wgan_gp", "train.d_steps=2", "model.d_batchnorm=false", "train.diffaugment=[translation]"]
-    straight, split = tmp_path / "straight", tmp_path / "split"
-    train_config(tiny_conf("epochs=2", *opts), straight, show_progress=False)
-    train_config(tiny_conf("epochs=1", *opts), split, show_progress=False)
-    train_config(tiny_conf(f"resume={split / 'checkpoints' / 'last.pt'}", "epochs=2"), split, show_progress=False)
-    _assert_same_weights(straight / "checkpoints" / "last.pt", split / "checkpoints" / "last.pt")
-
-
 # ---------------------------------------------------------------- learning-rate decay
 
 
@@ -269,23 +220,6 @@ def test_lr_holds_then_falls_linearly_to_its_floor():
     assert seen[100] == pytest.approx((1e-4, 0.5e-4))  # the floor, each rate its own
     constant = LearningRateSchedule((opt_g,), total_steps=100)
     assert [constant.factor(s) for s in (0, 99, 100)] == [1.0, 1.0, 1.0]
-
-
-@pytest.mark.slow
-def test_resume_with_lr_decay_is_bit_exact_and_ends_at_the_floor(tmp_path):
-    """A run stopped inside its decay and resumed follows the schedule a straight run
-    follows (the rate is set from the step, nothing of it is saved)."""
-    budget, straight = tmp_path / "budget", tmp_path / "straight"
-    switches = ["epochs=2", "optimizer.decay_start=0.25", "optimizer.decay_to=0.5"]
-    train_config(tiny_conf(*switches), straight, show_progress=False)
-    train_config(tiny_conf(*switches, "train.max_minutes=1e-9"), budget, show_progress=False)
-    assert load_state(budget / "checkpoints" / "last.pt")["step"] == 2  # inside the decay (steps 2-8)
-    resume = str(budget / "checkpoints" / "last.pt")
-    train_config(tiny_conf(*switches, f"resume={resume}", "train.max_minutes=0"), budget, show_progress=False)
-    _assert_same_weights(straight / "checkpoints" / "last.pt", budget / "checkpoints" / "last.pt")
-    # the last of 8 steps (step 7) ran at 1 - 0.5 * (7 - 2) / 6 of lr 5e-4
-    lr = load_state(straight / "checkpoints" / "last.pt")["opt_g"]["param_groups"][0]["lr"]
-    assert lr == pytest.approx(5e-4 * (1 - 0.5 * 5 / 6))
 
 
 @pytest.mark.slow
