@@ -22,7 +22,7 @@ from animegan.cli import sample as sample_cli
 from animegan.cli.train import check_command
 from animegan.errors import AnimeganError
 from animegan.launch import train_config
-from animegan.runlock import lock_run_directory, release_run_directory
+from animegan.runlock import holding_run_directory
 from conftest import TINY, load_state, run_cli, tiny_conf
 
 # --- durable writes -------------------------------------------------------------------------------------------------
@@ -85,11 +85,8 @@ def test_resume_auto_needs_the_run_directory():
 @pytest.mark.slow
 def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path):
     run = tmp_path / "run"
-    lock_run_directory(run)  # this test process plays the first training
-    try:
+    with holding_run_directory(run):  # this test process plays the first training
         result = run_cli("animegan-train", [*TINY, f"hydra.run.dir={run}"], cwd=tmp_path)
-    finally:
-        release_run_directory(run)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "another training is writing to" in lines[0] and f"pid {os.getpid()}" in lines[0]
@@ -100,16 +97,17 @@ def test_a_second_training_into_the_same_run_directory_is_refused(tmp_path):
 def test_a_crashed_training_does_not_leave_its_lock_behind(tmp_path):
     run = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import sys, time; from animegan.runlock import "
-                               "lock_run_directory; lock_run_directory(sys.argv[1]); print('locked', flush=True); "
-                               "time.sleep(60)", str(run)], stdout=subprocess.PIPE, text=True)
+                               "holding_run_directory; held = holding_run_directory(sys.argv[1]); held.__enter__(); "
+                               "print('locked', flush=True); time.sleep(60)", str(run)], stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "locked"
-    with pytest.raises(AnimeganError, match="another training"):
-        lock_run_directory(run)
+    with pytest.raises(AnimeganError, match="another training"), holding_run_directory(run):
+        pass
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     time.sleep(0.1)
-    assert lock_run_directory(run)  # the kernel released it with the process
-    release_run_directory(run)
+    with holding_run_directory(run):  # the kernel released it with the process
+        assert f"pid {os.getpid()}" in (run / ".animegan.lock").read_text()
+    assert not (run / ".animegan.lock").exists()  # and a run that ends deletes the file
 
 
 # --- checkpoints from elsewhere -------------------------------------------------------------------------------------

@@ -15,21 +15,22 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Dict
+from typing import Iterator
 
 from animegan.errors import AnimeganError
 from animegan.files import drop_lock_file, take_lock_file
 
 LOCK_NAME = ".animegan.lock"
-_held: Dict[Path, int] = {}  # the run directories this process holds, with the open lock file
 
 
-def lock_run_directory(run_dir: Path) -> bool:
-    """Take the run directory for this process, or refuse with one line if another
-    process has it. True when this call took it (False: this process held it already)."""
+@contextlib.contextmanager
+def holding_run_directory(run_dir: Path, active: bool = True) -> Iterator[None]:
+    """Hold the run directory for the `with` block, or refuse with one line if another
+    process has it. Inactive on the processes that do not write (rank > 0)."""
+    if not active:
+        yield
+        return
     run_dir = Path(run_dir).absolute()
-    if run_dir in _held:
-        return False
     run_dir.mkdir(parents=True, exist_ok=True)
     fd = take_lock_file(run_dir / LOCK_NAME, wait=False)
     if fd is None:
@@ -37,33 +38,15 @@ def lock_run_directory(run_dir: Path) -> bool:
             holder = (run_dir / LOCK_NAME).read_text(errors="replace")[:200].strip()
         except OSError:  # it ended just now
             holder = ""
-        holder = holder or "another process"
-        raise AnimeganError(f"another training is writing to {run_dir} ({holder}); wait for it to end, or train "
-                            "into another directory (hydra.run.dir=...)") from None
+        raise AnimeganError(f"another training is writing to {run_dir} ({holder or 'another process'}); wait for "
+                            "it to end, or train into another directory (hydra.run.dir=...)")
     with contextlib.suppress(OSError):  # who holds it, for the message above; a full disk may refuse it
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(), 0)
-    _held[run_dir] = fd
-    return True
-
-
-def release_run_directory(run_dir: Path) -> None:
-    run_dir = Path(run_dir).absolute()
-    fd = _held.pop(run_dir, None)
-    if fd is not None:
-        drop_lock_file(run_dir / LOCK_NAME, fd)
-
-
-@contextlib.contextmanager
-def holding_run_directory(run_dir: Path, active: bool = True):
-    """Hold the run directory for the `with` block (and release it after, unless this
-    process held it before). Inactive on the processes that do not write (rank > 0)."""
-    took = active and lock_run_directory(run_dir)
     try:
         yield
     finally:
-        if took:
-            release_run_directory(run_dir)
+        drop_lock_file(run_dir / LOCK_NAME, fd)
 
 
 def remove_stale_temporaries(run_dir: Path) -> int:
