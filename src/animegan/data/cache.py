@@ -33,8 +33,10 @@ from typing import Iterator, List, Optional
 import numpy as np
 from tqdm import tqdm
 
+from animegan.data import archive
 from animegan.data.folder import (
-    CACHE_FOLDER, EXTENSIONS, Decoded, DecodeSpec, ImageFile, check_root, decode_file, list_images,
+    CACHE_FOLDER, EXTENSIONS, Decoded, DecodeSpec, ImageFile, check_root, decode_bytes, decode_file, is_archive,
+    list_images,
 )
 from animegan.data.workers import default_workers, pool_context
 from animegan.errors import AnimeganError
@@ -63,14 +65,16 @@ def prepare(conf, size: int, progress: bool = True, load: bool = False) -> Prepa
     started = time.perf_counter()
     root = check_root(conf.root, conf.name, conf.source)
     folder = cache_folder(conf, root)
-    files, ignored = list_images(root, exclude=[str(folder)])
+    packed = is_archive(root)
+    files, ignored = archive.list_archive(root) if packed else list_images(root, exclude=[str(folder)])
     if not files:
         how = f"; {conf.source}" if conf.source else ""
         raise AnimeganError(f"dataset '{conf.name}': no image files ({', '.join(EXTENSIONS)}) below {root}"
                             f" ({ignored} other files ignored){how}")
     spec = DecodeSpec(size=size, crop=conf.crop, resize_filter=conf.resize_filter, min_size=conf.min_size,
                       content_hash=conf.dedupe, perceptual_hash=conf.near_dedupe)
-    key = {"format": FORMAT, "image_size": size, "options": _options(conf), "fingerprint": fingerprint(files)}
+    whole = [ImageFile("", os.stat(root).st_size, os.stat(root).st_mtime_ns)] if packed else []  # the archive itself
+    key = {"format": FORMAT, "image_size": size, "options": _options(conf), "fingerprint": fingerprint(whole + files)}
     stem = f"{size}px"
     manifest_path = folder / f"{stem}.json"
     with _locked(folder / f"{stem}.lock"):
@@ -85,11 +89,13 @@ def prepare(conf, size: int, progress: bool = True, load: bool = False) -> Prepa
 
 def cache_folder(conf, root: str) -> Path:
     """`dataset.cache_dir`/<name>-<hash> if set, else <root>/.animegan-cache when that is
-    writable, else ~/.cache/animegan/<name>-<hash> (the hash tells two roots apart)."""
+    writable (for an archive: .animegan-cache/<archive name>/ beside it), else
+    ~/.cache/animegan/<name>-<hash> (the hash tells two roots apart)."""
     tag = f"{conf.name}-{hashlib.sha256(os.fsencode(root)).hexdigest()[:12]}"
     if conf.cache_dir:
         return _writable(Path(conf.cache_dir).expanduser().absolute() / tag, required=True)
-    inside = _writable(Path(root) / CACHE_FOLDER, required=False)
+    beside = Path(root).parent / CACHE_FOLDER / Path(root).name if is_archive(root) else Path(root) / CACHE_FOLDER
+    inside = _writable(beside, required=False)
     if inside is not None:
         return inside
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
@@ -164,7 +170,6 @@ def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dic
     duplicates = _Duplicates(len(files), conf.dedupe, conf.near_dedupe, conf.near_dedupe_distance)
     kept, dropped, notes, dropped_files = 0, Counter(), Counter(), []
     workers = conf.workers or default_workers()
-    paths = [os.path.join(root, f.rel) for f in files]
     shape = (len(files), 3, spec.size, spec.size)
     header = _npy_header(shape)
     needed = len(header) + int(np.prod(shape))  # known before a single file is decoded
@@ -173,7 +178,7 @@ def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dic
         # memory), into space reserved up front: a disk that fills meanwhile fails here,
         # with an error, not later through a memory map with SIGBUS. The rows left unused
         # by dropped files are cut off at the end.
-        with open(tmp, "wb") as out, _decoded(paths, spec, workers) as results, tqdm(
+        with open(tmp, "wb") as out, _decoded(root, files, spec, workers) as results, tqdm(
             total=len(files), desc=f"preparing {conf.name} at {spec.size}px", unit="img", disable=not progress,
             leave=False, mininterval=0.5, dynamic_ncols=True,
         ) as bar:
@@ -282,14 +287,19 @@ _WORK: tuple = ()
 
 
 @contextlib.contextmanager
-def _decoded(paths: List[str], spec: DecodeSpec, workers: int) -> Iterator[Iterator[Decoded]]:
-    """Decoded files in `paths` order: in this process, or from a pool of `workers`."""
-    if workers <= 1 or len(paths) < POOL_MIN_FILES:
-        yield (decode_file(p, spec) for p in paths)
+def _decoded(root: str, files: List[ImageFile], spec: DecodeSpec, workers: int) -> Iterator[Iterator[Decoded]]:
+    """The decoded `files` in their order: in this process, or from a pool of `workers`.
+    A folder's workers read their files themselves; an archive is read here, in order,
+    and its members' bytes go to the workers."""
+    paths = [] if is_archive(root) else [os.path.join(root, f.rel) for f in files]
+    members = archive.read_members(root, files) if not paths else None
+    if workers <= 1 or len(files) < POOL_MIN_FILES:
+        yield (decode_file(p, spec) for p in paths) if paths else (decode_bytes(m, spec) for m in members)
         return
     with pool_context().Pool(workers, _init_worker, (paths, spec)) as pool:
-        chunk = max(1, min(64, len(paths) // (workers * 8)))
-        yield pool.imap(_decode_index, range(len(paths)), chunksize=chunk)
+        chunk = max(1, min(64, len(files) // (workers * 8)))
+        yield pool.imap(_decode_index, range(len(paths)), chunksize=chunk) if paths else \
+            pool.imap(_decode_member, members, chunksize=chunk)
 
 
 def _init_worker(paths: List[str], spec: DecodeSpec) -> None:
@@ -301,3 +311,7 @@ def _init_worker(paths: List[str], spec: DecodeSpec) -> None:
 def _decode_index(i: int) -> Decoded:
     paths, spec = _WORK
     return decode_file(paths[i], spec)
+
+
+def _decode_member(data) -> Decoded:
+    return decode_bytes(data, _WORK[1])

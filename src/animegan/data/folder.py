@@ -14,7 +14,7 @@ import io
 import os
 import warnings
 from dataclasses import dataclass
-from typing import Iterable, List, NamedTuple, Optional, Tuple
+from typing import Iterable, List, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -22,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from animegan.errors import AnimeganError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
+ARCHIVES = (".zip", ".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tbz2", ".tar.xz", ".txz")  # read by data/archive.py
 CACHE_FOLDER = ".animegan-cache"  # the default cache, inside the dataset root
 BACKGROUND = (255, 255, 255)  # transparent pixels become white: anime crops sit on white
 FILTERS = {
@@ -108,10 +109,22 @@ def _stat(entry: os.DirEntry) -> Optional[os.stat_result]:
     return None
 
 
+def is_archive(path: str) -> bool:
+    return os.path.isfile(path) and path.lower().endswith(ARCHIVES)
+
+
 def check_root(root: str, name: str, source: str) -> str:
-    """The absolute dataset folder, or one clear error naming the preset and how to get it."""
+    """The absolute dataset folder (or archive file), or one clear error naming the preset
+    and how to get it."""
     path = os.path.abspath(os.path.expanduser(root))
     how = source or "pass dataset.root=/path/to/images"
+    if is_archive(path):
+        if not os.access(path, os.R_OK):
+            raise AnimeganError(f"dataset '{name}': archive {path} is not readable")
+        return path
+    if os.path.isfile(path):
+        raise AnimeganError(f"dataset '{name}': {path} is a file, not a folder of images or an archive "
+                            f"({', '.join(ARCHIVES)}); {how}")
     if not os.path.isdir(path):
         raise AnimeganError(f"dataset '{name}': folder not found: {path}; {how}")
     if not os.access(path, os.R_OK | os.X_OK):
@@ -129,6 +142,13 @@ def decode_file(path: str, spec: DecodeSpec) -> Decoded:
         return _dropped(DENIED)
     except OSError:
         return _dropped(READ_ERROR)
+    return decode_bytes(data, spec)
+
+
+def decode_bytes(data: Union[bytes, str], spec: DecodeSpec) -> Decoded:
+    """Convert one file's bytes (or the reason they could not be read); never raises."""
+    if isinstance(data, str):
+        return _dropped(data)
     if not data:
         return _dropped(EMPTY)
     digest = hashlib.blake2b(data, digest_size=16).digest() if spec.content_hash else b""
