@@ -66,6 +66,7 @@ def test_eval_prints_fd32_and_fd64_and_caches_the_real_statistics(tmp_path):
     record = json.loads((tmp_path / "run" / "checkpoints" / "generator-anime-fd-n16-seed1.json").read_text())
     assert record["fd32"] > 0 and record["fd64"] > 0 and record["protocol"]["n_real"] == 20
     assert len(list((tmp_path / "stats").glob("anime-fd-64px-n20-*.npz"))) == 1
+    assert not (faces / ".animegan-cache").exists()  # the meter's faces are cached with its statistics
     again = call_cli(eval_cli.main, args, cwd=tmp_path)
     assert again.stdout.strip().splitlines()[-1].split("(")[0] == line.split("(")[0]  # the same faces, the same FD
 

@@ -127,6 +127,7 @@ def run(args) -> None:
 
 def run_anime_fd(args, conf, ckpt_path, started: float) -> None:
     """FD32 and FD64 of the generator (or, with --ref, only the real faces' statistics, cached)."""
+    import dataclasses
     import hashlib
 
     import numpy as np
@@ -140,7 +141,12 @@ def run_anime_fd(args, conf, ckpt_path, started: float) -> None:
 
     network = anime_fd.AnimeFeatures()  # a missing extra fails before any work
     faces = load_generator(ckpt_path, "cpu") if ckpt_path else None
-    bank = build_image_bank(conf.dataset, 64, conf.seed)  # the protocol's 64 px, whatever the model's size
+    # The protocol's real faces: 64 px, resized with a bicubic filter (the meter's own resize,
+    # whatever the dataset trains with), a fixed random subset. Their cache lives with the
+    # statistics: the training cache beside the data stays as it is.
+    meter_data = dataclasses.replace(conf.dataset, resize_filter="bicubic",
+                                     cache_dir=str(stats_folder(conf.eval) / "anime-fd-faces"))
+    bank = build_image_bank(meter_data, 64, conf.seed)
     real = real_subset(bank.images, conf.eval.n_real or ANIME_FD_N_REAL)
     protocol = {"dataset": conf.dataset.name, "dataset_fingerprint": images_fingerprint(bank.images),
                 "n_real": len(real), "network": anime_fd.NETWORK}
