@@ -136,18 +136,20 @@ def run_anime_fd(args, conf, ckpt_path, started: float) -> None:
     from animegan.data import build_image_bank
     from animegan.data.bank import images_fingerprint
     from animegan.face_generator import load_generator
-    from animegan.fidelity import real_subset, stats_folder
+    from animegan.fidelity import stats_folder
     from animegan.files import atomic_replace
 
     network = anime_fd.AnimeFeatures()  # a missing extra fails before any work
     faces = load_generator(ckpt_path, "cpu") if ckpt_path else None
-    # The protocol's real faces: 64 px, resized with a bicubic filter (the meter's own resize,
-    # whatever the dataset trains with), a fixed random subset. Their cache lives with the
-    # statistics: the training cache beside the data stays as it is.
-    meter_data = dataclasses.replace(conf.dataset, resize_filter="bicubic",
+    # The protocol's real faces: the dataset's files as they are (no duplicate removal), at
+    # 64 px with a bicubic filter (the meter's own resize, whatever the dataset trains with),
+    # a fixed random subset (numpy, seed 0, of the files in path order). Their cache lives
+    # with the statistics: the training cache beside the data stays as it is.
+    meter_data = dataclasses.replace(conf.dataset, resize_filter="bicubic", dedupe=False, near_dedupe=False,
                                      cache_dir=str(stats_folder(conf.eval) / "anime-fd-faces"))
     bank = build_image_bank(meter_data, 64, conf.seed)
-    real = real_subset(bank.images, conf.eval.n_real or ANIME_FD_N_REAL)
+    n_real = min(conf.eval.n_real or ANIME_FD_N_REAL, len(bank))
+    real = bank.images[np.sort(np.random.default_rng(0).choice(len(bank), n_real, replace=False))]
     protocol = {"dataset": conf.dataset.name, "dataset_fingerprint": images_fingerprint(bank.images),
                 "n_real": len(real), "network": anime_fd.NETWORK}
     key = hashlib.sha256(repr(sorted(protocol.items())).encode()).hexdigest()[:16]
