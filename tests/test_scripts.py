@@ -61,3 +61,18 @@ def test_the_start_up_profile_finds_every_phase(tmp_path):
     for phase in ("config: compose, validate, resume plan", "data: cache check and load",
                   "models, optimisers, EMA: build", "training steps (the first one included)"):
         assert seconds[phase] > 0, (phase, result.stdout)
+
+
+@pytest.mark.slow
+def test_the_colour_statistics_compare_each_generator_with_the_real_faces(tmp_path):
+    from animegan.launch import train_config
+    from conftest import image_folder, tiny_conf
+
+    faces = image_folder(tmp_path / "faces", n=8, size=64)
+    train_config(tiny_conf("output.sample_every=0"), tmp_path / "run", show_progress=False)
+    result = subprocess.run([sys.executable, str(SCRIPTS.parent / "studies" / "colour_stats.py"), "--ref", str(faces),
+                             "--n", "8", str(tmp_path / "run" / "checkpoints" / "generator.pt")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()
+    assert [r.split()[0] for r in rows] == ["real", "generator.pt"] and all("contrast 0." in r for r in rows)
