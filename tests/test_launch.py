@@ -121,3 +121,14 @@ def test_module_level_imports_have_no_cycle():
 
     for module in sorted(graph):
         visit(module)
+
+
+def test_a_run_started_with_a_hydra_flag_fails_like_a_run_not_like_a_sweep_job(tmp_path):
+    """Hydra's own flags (here --config-dir) hand the run to Hydra's application: a bad
+    config there still exits with status 2, and no sweep record is written."""
+    (tmp_path / "mine").mkdir()
+    run = tmp_path / "run"
+    result = call_cli(train_cli.main, ["--config-dir", str(tmp_path / "mine"), "batch_size=0",
+                                       f"hydra.run.dir={run}"], cwd=tmp_path)
+    assert result.returncode == 2 and "batch_size" in result.stdout + result.stderr
+    assert not (run / "job_status.json").exists()

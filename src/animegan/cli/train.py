@@ -110,10 +110,13 @@ def check_sweep(overrides: List[str], cwd: str) -> None:
 
 @hydra.main(version_base="1.3", config_path="pkg://animegan.configs", config_name="train")
 def _hydra_main(cfg: DictConfig) -> Optional[float]:
-    """One job of a sweep; returns its best FID (what hparams_search=optuna minimises; NaN
-    when the job failed or did not evaluate). A failure ends only its job: its
-    job_status.json says why, the sweep goes on, and the sweep report
-    (animegan.cli.sweep_report) lists every job and sets the exit status."""
+    """One job of a sweep (or a run started with Hydra's own flags, e.g. --config-dir);
+    returns its best FID (what hparams_search=optuna minimises; NaN when the job failed or
+    did not evaluate). In a sweep a failure ends only its job: its job_status.json says
+    why, the sweep goes on, and the sweep report (animegan.cli.sweep_report) lists every
+    job and sets the exit status. Alone, a failure exits with status 2."""
+    from hydra.types import RunMode
+
     from animegan.launch import launch  # torch import kept off the --help path
     from animegan.plan import plan_job
     from animegan.run import Interrupted
@@ -122,23 +125,30 @@ def _hydra_main(cfg: DictConfig) -> Optional[float]:
     hydra_cfg = HydraConfig.get()
     run_dir = Path(hydra_cfg.runtime.output_dir)
     overrides = list(hydra_cfg.overrides.task)
+    in_sweep = hydra_cfg.mode == RunMode.MULTIRUN
     try:
         result = launch(plan_job(cfg, overrides, os.getcwd(), run_dir))
     except Interrupted as exc:  # logged by the run
-        write_job_status(run_dir, overrides, "interrupted", str(exc))
+        if in_sweep:
+            write_job_status(run_dir, overrides, "interrupted", str(exc))
         raise SystemExit(exc.exit_status)  # a signal ends a sweep too: the cluster wants the node back
     except AnimeganError as exc:  # RunFailed: logged by the run; the others ended it before it started
         if not isinstance(exc, RunFailed):
             log.error("%s", one_line(exc))
+        if not in_sweep:
+            raise SystemExit(2)
         write_job_status(run_dir, overrides, "failed", one_line(exc))
         return float("nan")
     except Exception as exc:  # a bug: the whole traceback goes to this job's log, the sweep goes on
+        if not in_sweep:
+            raise
         log.exception("job failed")
         write_job_status(run_dir, overrides, "failed", f"{type(exc).__name__}: {exc}".splitlines()[0])
         return float("nan")
     finally:
         release_job_resources()
-    write_job_status(run_dir, overrides, "completed", result=result)
+    if in_sweep:
+        write_job_status(run_dir, overrides, "completed", result=result)
     return result.best_fid if result.best_fid is not None else float("nan")
 
 
