@@ -11,6 +11,12 @@ if ! python3 -c "import hydra, omegaconf, torch_fidelity" 2>/dev/null; then
   ls .whl/*.whl >/dev/null 2>&1 || { echo "gpu_check: no wheels in .whl/: run ../shared/tools/gpu-wheels.sh here first and carry .whl" >&2; exit 2; }
   python3 -m pip install -q --no-index --no-deps --target "$SITE" .whl/*.whl
 fi
+# what animegan imports beyond PyTorch and the carried wheels (gpu-wheels.sh takes pure-Python
+# extras as arguments, e.g. tqdm): say what is missing in one line rather than fail every check
+missing=$(PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}" python3 -c "
+import importlib.util as u
+print(' '.join(m for m in ('torch', 'torchvision', 'numpy', 'PIL', 'tqdm', 'matplotlib', 'hydra', 'omegaconf', 'torch_fidelity') if u.find_spec(m) is None))")
+[ -z "$missing" ] || { echo "gpu_check: missing Python packages: $missing (carry their wheels in .whl/)" >&2; exit 2; }
 # animegan itself, laid out as its wheel installs it (configs/ and checkpoints/ inside the package)
 rm -rf "$SITE/animegan" && mkdir -p "$SITE" && cp -r src/animegan "$SITE/animegan"
 cp -r configs "$SITE/animegan/configs" && cp -r checkpoints "$SITE/animegan/checkpoints"
