@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, List, Optional, Sequence, Tuple
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
-from animegan.compose import compose_config, parse_overrides, resumed_config
+from animegan.compose import compose_config, parse_overrides, resolve_config, resumed_config
 from animegan.config import RunConfig, with_absolute_paths
 from animegan.config_checks import validate
 from animegan.errors import AnimeganError
@@ -87,8 +87,6 @@ def plan_run(overrides: Sequence[str], cwd: str) -> RunPlan:
 def plan_job(cfg: DictConfig, overrides: List[str], cwd: str, run_dir: Path) -> RunPlan:
     """Plan one job of a sweep from the config Hydra composed for it, in the directory
     Hydra made for it (a resume in a sweep continues the checkpoint in that directory)."""
-    from animegan.compose import resolve_config
-
     conf = resolve_config(cfg, overrides, cwd)
     return RunPlan(conf, Path(run_dir), _plan_resume(conf, run_dir))
 

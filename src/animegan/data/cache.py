@@ -73,7 +73,8 @@ def prepare(conf, size: int, progress: bool = True, load: bool = False) -> Prepa
                             f" ({ignored} other files ignored){how}")
     spec = DecodeSpec(size=size, crop=conf.crop, resize_filter=conf.resize_filter, min_size=conf.min_size,
                       content_hash=conf.dedupe, perceptual_hash=conf.near_dedupe)
-    whole = [ImageFile("", os.stat(root).st_size, os.stat(root).st_mtime_ns)] if packed else []  # the archive itself
+    st = os.stat(root)
+    whole = [ImageFile("", st.st_size, st.st_mtime_ns)] if packed else []  # the archive itself
     key = {"format": FORMAT, "image_size": size, "options": _options(conf), "fingerprint": fingerprint(whole + files)}
     stem = f"{size}px"
     manifest_path = folder / f"{stem}.json"
@@ -81,7 +82,7 @@ def prepare(conf, size: int, progress: bool = True, load: bool = False) -> Prepa
         manifest = _valid_manifest(manifest_path, key)
         built = manifest is None
         if built:
-            manifest = _build(conf, root, files, ignored, spec, key, folder, stem, progress)
+            manifest = _build(conf, root, packed, files, ignored, spec, key, folder, stem, progress)
         data_path = folder / manifest["data_file"]
         images = _load(data_path, manifest) if load else None
     return Prepared(manifest, manifest_path, data_path, built, time.perf_counter() - started, images)
@@ -162,7 +163,7 @@ def _load(data_path: Path, manifest: dict) -> np.ndarray:
     return images
 
 
-def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dict:
+def _build(conf, root, packed, files, ignored, spec, key, folder, stem, progress) -> dict:
     started = time.perf_counter()
     for old in folder.glob(f".{stem}.*.tmp-*"):  # left by a killed build (we hold the lock)
         old.unlink(missing_ok=True)
@@ -178,7 +179,7 @@ def _build(conf, root, files, ignored, spec, key, folder, stem, progress) -> dic
         # memory), into space reserved up front: a disk that fills meanwhile fails here,
         # with an error, not later through a memory map with SIGBUS. The rows left unused
         # by dropped files are cut off at the end.
-        with open(tmp, "wb") as out, _decoded(root, files, spec, workers) as results, tqdm(
+        with open(tmp, "wb") as out, _decoded(root, packed, files, spec, workers) as results, tqdm(
             total=len(files), desc=f"preparing {conf.name} at {spec.size}px", unit="img", disable=not progress,
             leave=False, mininterval=0.5, dynamic_ncols=True,
         ) as bar:
@@ -287,19 +288,20 @@ _WORK: tuple = ()
 
 
 @contextlib.contextmanager
-def _decoded(root: str, files: List[ImageFile], spec: DecodeSpec, workers: int) -> Iterator[Iterator[Decoded]]:
+def _decoded(root: str, packed: bool, files: List[ImageFile], spec: DecodeSpec,
+             workers: int) -> Iterator[Iterator[Decoded]]:
     """The decoded `files` in their order: in this process, or from a pool of `workers`.
     A folder's workers read their files themselves; an archive is read here, in order,
     and its members' bytes go to the workers."""
-    paths = [] if is_archive(root) else [os.path.join(root, f.rel) for f in files]
-    members = archive.read_members(root, files) if not paths else None
+    paths = [] if packed else [os.path.join(root, f.rel) for f in files]
+    members = archive.read_members(root, files) if packed else None
     if workers <= 1 or len(files) < POOL_MIN_FILES:
-        yield (decode_file(p, spec) for p in paths) if paths else (decode_bytes(m, spec) for m in members)
+        yield (decode_bytes(m, spec) for m in members) if packed else (decode_file(p, spec) for p in paths)
         return
     with pool_context().Pool(workers, _init_worker, (paths, spec)) as pool:
         chunk = max(1, min(64, len(files) // (workers * 8)))
-        yield pool.imap(_decode_index, range(len(paths)), chunksize=chunk) if paths else \
-            pool.imap(_decode_member, members, chunksize=chunk)
+        yield pool.imap(_decode_member, members, chunksize=chunk) if packed else \
+            pool.imap(_decode_index, range(len(paths)), chunksize=chunk)
 
 
 def _init_worker(paths: List[str], spec: DecodeSpec) -> None:
