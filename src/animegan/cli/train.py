@@ -86,12 +86,22 @@ def train_one(plan: "RunPlan") -> None:
     from animegan.launch import launch
     from animegan.run import Interrupted
 
+    ranks = Ranks.from_environment(os.environ)
     try:
-        launch(plan, Ranks.from_environment(os.environ))
+        launch(plan, ranks)
     except Interrupted as exc:  # logged by the run: the console and train.log
         raise SystemExit(exc.exit_status)
     except RunFailed:  # logged by the run
         raise SystemExit(2)
+    if ranks.distributed:
+        # The run is finished and its group torn down; what is left of gloo's threads can still
+        # abort the interpreter's own teardown ("terminate called without an active
+        # exception", seen under load), which torchrun would report as a failed run. Nothing
+        # is left to write: flush and leave without that teardown.
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def check_sweep(overrides: List[str], cwd: str) -> None:
